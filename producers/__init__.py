@@ -1,0 +1,8 @@
+"""Frame sources and the loop that feeds them into a shmview stream.
+
+Sources know nothing about shared memory: they open, hand out frames, and close.
+"""
+
+from producers.base import FrameSource, run
+
+__all__ = ["FrameSource", "run"]

@@ -1,0 +1,71 @@
+"""FrameSource, and the one loop that paces any source into a FrameWriter."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from types import TracebackType
+
+import numpy as np
+
+from viewer.stream import FrameWriter
+
+log = logging.getLogger(__name__)
+
+
+class FrameSource(ABC):
+    """Something that yields frames: ``open()``, ``read()`` until None, ``close()``."""
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire the device or file. Raise an exception naming it if that fails."""
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """The next frame, or None when the source has ended."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what open() took. Must be safe to call twice."""
+
+    def __enter__(self) -> FrameSource:
+        self.open()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def run(
+    source: FrameSource,
+    writer: FrameWriter,
+    *,
+    fps: float = 30.0,
+    frames: int | None = None,
+    stop: threading.Event | None = None,
+    convert: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> int:
+    """Write frames from an opened ``source`` until it ends, ``frames`` are written, or
+    ``stop`` is set. Paced to ``fps`` on an absolute schedule (no drift); 0 means as
+    fast as possible. A producer that falls behind skips ahead instead of bursting.
+    Returns the number of frames written.
+    """
+    stop = stop or threading.Event()
+    period = 1.0 / fps if fps > 0 else 0.0
+    start = time.monotonic()
+    written = 0
+    while not stop.is_set() and (frames is None or written < frames):
+        frame = source.read()
+        if frame is None:
+            break
+        writer.write(convert(frame) if convert else frame)
+        written += 1
+        delay = start + written * period - time.monotonic()
+        if delay < -period:
+            start = time.monotonic() - written * period  # fell behind: re-anchor the schedule
+        elif delay > 0:
+            stop.wait(delay)
+    return written

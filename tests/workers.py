@@ -1,0 +1,35 @@
+"""Functions that test processes run (spawned, so each has its own interpreter)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from viewer import FrameReader, FrameWriter
+
+
+def flood(name: str, shape, ready, stop) -> None:
+    """Write `solid` frames (every byte = index % 256) as fast as possible until `stop`."""
+    frames = [np.full(shape, v, np.uint8) for v in range(256)]
+    with FrameWriter(name, shape) as w:
+        ready.set()
+        k = 0
+        while not stop.is_set():
+            w.write(frames[k % 256])
+            k += 1
+
+
+def read_many(name: str, reads: int, results) -> None:
+    """Read `reads` frames as fast as possible; report torn frames and distinct indices."""
+    torn, seen = 0, set()
+    with FrameReader(name) as r:
+        done = 0
+        while done < reads:
+            f = r.read()
+            if f is None:
+                continue
+            done += 1
+            img = f.image
+            if img.min() != img.max() or int(img.flat[0]) != f.index % 256:
+                torn += 1
+            seen.add(f.index)
+    results.put({"reads": done, "torn": torn, "distinct": len(seen)})

@@ -1,0 +1,32 @@
+"""shmview: live frames between processes through shared memory.
+
+``import viewer`` pulls in numpy only: no Qt, no OpenCV.
+"""
+
+from viewer.errors import (
+    BusyError,
+    FrameMismatchError,
+    InvalidNameError,
+    ProtocolError,
+    ShmviewError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
+from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, StreamInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BusyError",
+    "Frame",
+    "FrameMismatchError",
+    "FrameReader",
+    "FrameWriter",
+    "InvalidNameError",
+    "ProtocolError",
+    "RawReader",
+    "ShmviewError",
+    "StreamExistsError",
+    "StreamInfo",
+    "StreamNotFoundError",
+]

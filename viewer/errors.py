@@ -1,0 +1,37 @@
+"""The exceptions shmview raises. Catch ShmviewError for all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ShmviewError(Exception):
+    """Base class. ``details`` carries structured context for programs that want it."""
+
+    def __init__(self, message: str, /, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class InvalidNameError(ShmviewError, ValueError):
+    """A stream name that is empty, too long, or could escape its namespace."""
+
+
+class StreamNotFoundError(ShmviewError):
+    """No live stream (or block) of that name."""
+
+
+class StreamExistsError(ShmviewError):
+    """Another live producer already owns that stream name."""
+
+
+class ProtocolError(ShmviewError):
+    """A block whose header is missing, corrupt, or describes more than the block holds."""
+
+
+class FrameMismatchError(ShmviewError, ValueError):
+    """A frame whose shape or dtype differs from the stream's."""
+
+
+class BusyError(ShmviewError):
+    """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""

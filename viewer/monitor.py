@@ -1,0 +1,129 @@
+"""Following one stream over time: attach when it appears, say whether it is healthy,
+re-attach when its producer comes back. The headless viewer and the window share this.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from viewer.errors import BusyError, StreamNotFoundError
+from viewer.imaging import pixel_sum
+from viewer.registry import pid_alive
+from viewer.shm import block_exists
+from viewer.stream import Frame, FrameReader, RawReader, StreamInfo, resolve_block
+
+WAITING, LIVE, STALE = "waiting", "live", "stale"
+STALE_AFTER_S = 2.0
+FPS_WINDOW_S = 1.0
+
+
+@dataclass(frozen=True)
+class RawSpec:
+    """How to read a foreign block that holds a bare array at offset 0."""
+
+    shape: tuple[int, ...]
+    dtype: str = "uint8"
+    pixel_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    """One look at a stream. ``frame`` is the newest frame seen, kept while stale."""
+
+    stream: str
+    state: str
+    info: StreamInfo | None = None
+    frame: Frame | None = None
+    new: bool = False  # frame arrived since the previous poll
+    sum: int | float | None = None
+    fps: float | None = None
+    latency_ms: float | None = None
+
+
+class StreamMonitor:
+    """Polls one stream. ProtocolError escapes poll(): what to do with it is the caller's."""
+
+    def __init__(self, name: str, *, raw: RawSpec | None = None, stale_after_s: float = STALE_AFTER_S):
+        self.name = name
+        self.raw = raw
+        self.stale_after_s = stale_after_s
+        self._reader: FrameReader | RawReader | None = None
+        self._frame: Frame | None = None
+        self._sum: int | float | None = None
+        self._latency_ms: float | None = None  # age of the newest frame when it was copied
+        self._seen = 0
+        self._last_new = 0.0
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def poll(self) -> Status:
+        now = time.monotonic()
+        self._follow(now)
+        reader = self._reader
+        if reader is None:
+            return Status(self.name, WAITING)
+        new = self._take_new_frame(reader, now)
+        return Status(
+            self.name, self._state(reader, now), reader.info, self._frame, new, self._sum,
+            self._fps(reader, now), self._latency_ms,
+        )
+
+    def _follow(self, now: float) -> None:
+        """Attach if not attached, or re-attach if the name now points to another block."""
+        if self._reader is not None and (self.raw or self._reader.info.block == resolve_block(self.name)):
+            return
+        try:
+            if self.raw:
+                reader: FrameReader | RawReader = RawReader(
+                    self.name, self.raw.shape, self.raw.dtype, self.raw.pixel_format
+                )
+            else:
+                reader = FrameReader(self.name)
+        except StreamNotFoundError:
+            return  # not there (yet, or any more): keep what we had, if anything
+        self.close()
+        self._reader, self._seen, self._last_new = reader, 0, now
+        self._frame = self._sum = self._latency_ms = None
+        self._samples.clear()
+
+    def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
+        if isinstance(reader, RawReader):
+            self._frame = reader.read()  # a bare array has no counter: every look is new
+        else:
+            written = reader.frames_written
+            if written == self._seen:
+                return False
+            try:
+                frame = reader.read()
+            except BusyError:
+                return False
+            if frame is None:
+                return False
+            self._frame, self._seen = frame, written
+            assert frame.timestamp_ns is not None
+            self._latency_ms = (time.time_ns() - frame.timestamp_ns) / 1e6
+        self._sum = pixel_sum(self._frame.image)
+        self._last_new = now
+        return True
+
+    def _state(self, reader: FrameReader | RawReader, now: float) -> str:
+        if isinstance(reader, RawReader):
+            return LIVE if block_exists(reader.info.block) else STALE
+        gone = reader.closed_by_producer or not pid_alive(reader.info.producer_pid or 0)
+        return STALE if gone or now - self._last_new > self.stale_after_s else LIVE
+
+    def _fps(self, reader: FrameReader | RawReader, now: float) -> float | None:
+        """Producer frames per second over the last second of polls."""
+        if isinstance(reader, RawReader):
+            return None
+        self._samples.append((now, reader.frames_written))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= FPS_WINDOW_S:
+            self._samples.popleft()
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
