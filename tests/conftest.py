@@ -16,6 +16,8 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 # Streams made by the tests live in a registry of their own (children inherit it),
 # so the tests neither see nor disturb the user's real streams.
 os.environ["SHMVIEW_REGISTRY"] = tempfile.mkdtemp(prefix="shmview-test-registry-")
+# The window remembers its geometry through QSettings: keep that out of the user's config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="shmview-test-config-")
 
 SHM = Path("/dev/shm")
 

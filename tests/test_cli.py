@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import CLI as CLI_CMD
 from tests.helpers import cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer.__main__ import main
 
@@ -154,3 +155,15 @@ def test_viewer_waits_for_a_stream_that_appears_later():
             wait_for(lambda: '"live"' in read_line(viewer), what="the viewer to go live")
     finally:
         stop(viewer)
+
+
+def test_without_a_display_the_demo_says_so_and_runs_headless():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run(
+        [*CLI_CMD, "demo", "--count", "2", "--name", "nodisplay"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no display" in done.stderr
+    assert len(done.stdout.splitlines()) == 3

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from viewer.errors import InvalidNameError, ShmviewError, StreamNotFoundError
 from viewer.monitor import RawSpec
@@ -47,6 +48,21 @@ def _shape(text: str) -> tuple[int, ...]:
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"shape must be 2 or 3 positive numbers, got {text!r}")
     return shape
+
+
+def _levels(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"levels must look like 0,4095, got {text!r}") from None
+    if not hi > lo:
+        raise argparse.ArgumentTypeError(f"levels need LO < HI, got {text!r}")
+    return lo, hi
+
+
+def has_display() -> bool:
+    """Whether Qt has somewhere to put a window (QT_QPA_PLATFORM=offscreen counts)."""
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
 def _positive(kind: type) -> object:
@@ -88,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--raw-shape", type=_shape, help="read a bare array at offset 0 of a foreign block: H,W[,C]")
     view.add_argument("--dtype", default="uint8", help="with --raw-shape: uint8, uint16, float32 or float64")
     view.add_argument("--pixel-format", help="with --raw-shape: GRAY, BGR, RGB, BGRA or RGBA")
+    view.add_argument("--levels", type=_levels, help="window: fixed display levels LO,HI for uint16/float frames")
+    view.add_argument("--snapshot-dir", type=Path, help="window: where Ctrl+S saves frames (default: here)")
     view.set_defaults(func=_view)
 
     lst = sub.add_parser("list", help="list live streams")
@@ -97,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a synthetic producer and a viewer in one command")
     demo.add_argument("--name", default="demo")
     demo.add_argument("--pattern", choices=PATTERNS, default="bars")
-    demo.add_argument("--headless", action="store_true")
+    demo.add_argument("--headless", action="store_true", help="text instead of a window")
     demo.add_argument("--count", type=_positive(int), help="headless: exit after N refreshes")
     demo.set_defaults(func=_demo)
     return p
@@ -119,6 +137,14 @@ def _view(args: argparse.Namespace) -> int:
     raw = None
     if args.raw_shape:
         raw = RawSpec(args.raw_shape, args.dtype, args.pixel_format)
+    if not args.headless and has_display():
+        from viewer import window
+
+        return window.run(
+            args.names, interval_ms=args.interval_ms, raw=raw, levels=args.levels, snapshot_dir=args.snapshot_dir
+        )
+    if not args.headless:
+        print("shmview: no display (DISPLAY is not set): showing the stream as text", file=sys.stderr)
     timeout = args.timeout if args.timeout is not None else 5.0
     headless.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
@@ -179,7 +205,8 @@ def _demo(args: argparse.Namespace) -> int:
         if not ready:
             raise ShmviewError(f"the demo producer failed to start (exit {producer.wait()})")
         print(ready, flush=True)
-        view = ["view", args.name, "--headless"] + (["--count", str(args.count)] if args.count else [])
+        view = ["view", args.name] + (["--headless"] if args.headless else [])
+        view += ["--count", str(args.count)] if args.count else []
         return _view(build_parser().parse_args(view))
     finally:
         producer.terminate()

@@ -19,6 +19,26 @@ STALE_AFTER_S = 2.0
 FPS_WINDOW_S = 1.0
 
 
+class RateMeter:
+    """Events per second over about the last second, from samples of a running count."""
+
+    def __init__(self, window_s: float = FPS_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, t: float, count: int) -> float | None:
+        """Record ``count`` at time ``t``; return the rate, or None before two samples."""
+        samples = self._samples
+        samples.append((t, count))
+        while len(samples) > 2 and t - samples[1][0] >= self.window_s:
+            samples.popleft()
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+    def clear(self) -> None:
+        self._samples.clear()
+
+
 @dataclass(frozen=True)
 class RawSpec:
     """How to read a foreign block that holds a bare array at offset 0."""
@@ -55,7 +75,7 @@ class StreamMonitor:
         self._latency_ms: float | None = None  # age of the newest frame when it was copied
         self._seen = 0
         self._last_new = 0.0
-        self._samples: deque[tuple[float, int]] = deque()
+        self._rate = RateMeter()
 
     def poll(self) -> Status:
         now = time.monotonic()
@@ -85,7 +105,7 @@ class StreamMonitor:
         self.close()
         self._reader, self._seen, self._last_new = reader, 0, now
         self._frame = self._sum = self._latency_ms = None
-        self._samples.clear()
+        self._rate.clear()
 
     def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
         if isinstance(reader, RawReader):
@@ -117,11 +137,7 @@ class StreamMonitor:
         """Producer frames per second over the last second of polls."""
         if isinstance(reader, RawReader):
             return None
-        self._samples.append((now, reader.frames_written))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= FPS_WINDOW_S:
-            self._samples.popleft()
-        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        return self._rate.add(now, reader.frames_written)
 
     def close(self) -> None:
         if self._reader is not None:

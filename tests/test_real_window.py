@@ -1,0 +1,76 @@
+"""The window on a real X server (Xvfb): a producer and `shmview view` as separate
+processes, and a screenshot of the screen that must show the frame's colours."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import CLI, producer, stop, wait_for
+
+XVFB = shutil.which("Xvfb")
+pytestmark = pytest.mark.skipif(
+    XVFB is None and not os.environ.get("CI"), reason="Xvfb is not installed (scripts/bootstrap installs it)"
+)
+GRAB = Path(__file__).with_name("grab_screen.py")
+# The `bars` pattern's colours as cv2 reads them (BGR): red, green, blue, yellow.
+BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}
+
+
+@pytest.fixture
+def display():
+    """A private X server; yields its DISPLAY value."""
+    assert XVFB, "CI must run this test: Xvfb is missing"
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        [XVFB, "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write,), stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as ready:
+        number = ready.readline().strip()  # Xvfb writes its display number once it accepts clients
+    try:
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        stop(server)
+
+
+def screenshot(env: dict, path: Path) -> np.ndarray | None:
+    done = subprocess.run([sys.executable, str(GRAB), str(path)], env=env, capture_output=True, timeout=60)
+    return cv2.imread(str(path)) if done.returncode == 0 else None
+
+
+def colours_on(image: np.ndarray | None) -> dict[str, float]:
+    """The bar colours on screen, each with the mean x of its pixels."""
+    if image is None:
+        return {}
+    found = {}
+    for name, bgr in BARS.items():
+        xs = np.nonzero(np.all(image == bgr, axis=2))[1]
+        if xs.size > 2000:
+            found[name] = float(xs.mean())
+    return found
+
+
+def test_window_shows_the_stream_on_a_real_screen(display, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
+    with producer("onscreen", pattern="bars"):
+        viewer = subprocess.Popen([*CLI, "view", "onscreen"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            shot = tmp_path / "screen.png"
+            wait_for(lambda: set(colours_on(screenshot(env, shot))) == set(BARS), what="the bars", timeout=60)
+            seen = colours_on(cv2.imread(str(shot)))
+            # In the right places, too: swapped red and blue channels would still show both.
+            assert seen["yellow"] < seen["green"] < seen["red"] < seen["blue"]
+        finally:
+            code, err = stop(viewer)
+    assert code == 0, err
+    assert "Traceback" not in err
