@@ -8,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
@@ -39,13 +40,21 @@ class FrameSource(ABC):
         self.close()
 
 
+class Stop(Protocol):
+    """What run() needs from a stop flag; threading.Event is one."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
 def run(
     source: FrameSource,
     writer: FrameWriter,
     *,
     fps: float = 30.0,
     frames: int | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     convert: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> int:
     """Write frames from an opened ``source`` until it ends, ``frames`` are written, or

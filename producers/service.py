@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import sys
 import threading
@@ -17,20 +20,51 @@ from viewer.stream import FrameWriter
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP set ``stop`` instead of killing the process, so the
-    block is unlinked on the way out (FACTS 3-4: a process started with ``&`` ignores
-    SIGINT, and an unhandled SIGTERM would skip every exit handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+class SignalStop:
+    """A stop flag that SIGINT, SIGTERM and SIGHUP raise, and a sleep they cut short.
+
+    The handlers must not take locks: a ``threading.Event.set()`` in a handler deadlocks
+    when the signal lands while the main thread holds the event's own lock (inside
+    ``wait()``). So the handler sets a plain flag, and ``signal.set_wakeup_fd`` wakes the
+    ``select()`` that sleeps between frames. Handling SIGTERM at all matters (FACTS 3-4):
+    a process started with ``&`` ignores SIGINT, and an unhandled SIGTERM skips every exit
+    handler.
+    """
+
+    def __init__(self) -> None:
+        self._stopped = False
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+    def set(self) -> None:
+        self._stopped = True
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, less if a signal arrives; return whether to stop."""
+        if not self._stopped and select.select([self._read], [], [], max(0.0, timeout))[0]:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._read, 512)
+        return self._stopped
+
+    @contextmanager
+    def installed(self) -> Iterator[SignalStop]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # only the main thread may handle signals; the caller stops us
+            return
+        previous_fd = signal.set_wakeup_fd(self._write)
+        previous = {s: signal.signal(s, lambda *_: self.set()) for s in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            signal.set_wakeup_fd(previous_fd)
+            os.close(self._read)
+            os.close(self._write)
 
 
 def serve(
@@ -47,8 +81,7 @@ def serve(
     out: TextIO = sys.stdout,
 ) -> int:
     """Publish ``source`` as stream ``name``; print one ready line; return frames written."""
-    stop = threading.Event()
-    with stop_on_signals(stop), source, FrameWriter(
+    with SignalStop().installed() as stop, source, FrameWriter(
         name, shape, dtype, pixel_format=pixel_format, slots=slots
     ) as writer:
         lay = writer.layout

@@ -35,8 +35,7 @@ class SyntheticSource(FrameSource):
         self.index = 0
         self._rng = np.random.default_rng(0)
         self._draw = getattr(self, f"_{pattern}")
-        ramp = np.add.outer(np.arange(height), np.arange(width)) % 256
-        self._ramp = ramp.astype(np.uint8)
+        self._ramp: np.ndarray | None = None
 
     def read(self) -> np.ndarray:
         frame = self._draw(self.index)
@@ -53,6 +52,9 @@ class SyntheticSource(FrameSource):
         return np.full(self.shape, k % 256, np.uint8)
 
     def _gradient(self, k: int) -> np.ndarray:
+        if self._ramp is None:
+            h, w = self.shape[:2]
+            self._ramp = np.add.outer(np.arange(h) % 256, np.arange(w) % 256).astype(np.uint8)
         base = self._ramp + np.uint8(k % 256)  # uint8 arithmetic wraps, so it scrolls
         if len(self.shape) == 2:
             return base

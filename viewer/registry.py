@@ -25,7 +25,7 @@ from viewer.errors import InvalidNameError, StreamExistsError
 
 ENV_DIR = "SHMVIEW_REGISTRY"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CLAIM_PATIENCE_S = 1.0  # a lister may hold a dead stream's lock for microseconds
+_CLAIM_PATIENCE_S = 0.5  # a lister may hold a dead stream's lock for microseconds
 
 
 def validate_name(name: str) -> str:

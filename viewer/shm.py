@@ -26,6 +26,7 @@ import numpy as np
 
 from viewer.errors import ProtocolError, ShmviewError, StreamNotFoundError
 
+SHM_DIR = "/dev/shm"
 _BLOCK_NAME = re.compile(r"/?[^/\0]{1,250}")
 
 
@@ -56,10 +57,26 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _check_room(size: int) -> None:
+    """Refuse at once what cannot fit: fallocate on tmpfs would first fill memory, then fail."""
+    try:
+        vfs = os.statvfs(SHM_DIR)
+    except OSError:
+        return  # no /dev/shm to ask (not Linux): posix_fallocate below still guards
+    free = vfs.f_bavail * vfs.f_frsize
+    if size > free:
+        raise ShmviewError(
+            f"cannot allocate {size:,} bytes in shared memory: {SHM_DIR} has {free:,} bytes free",
+            size=size,
+            free=free,
+        )
+
+
 class OwnedBlock:
     """A block this process created, with its SharedMemoryManager. close() unlinks it."""
 
     def __init__(self, size: int, on_orphaned: Callable[[], None] | None = None) -> None:
+        _check_room(size)
         self._manager: SharedMemoryManager | None = SharedMemoryManager(
             ctx=multiprocessing.get_context(_start_method())
         )
