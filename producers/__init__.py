@@ -3,6 +3,7 @@
 Sources know nothing about shared memory: they open, hand out frames, and close.
 """
 
-from producers.base import FrameSource, run
+from producers.base import FrameSource, NoFrameYet, run
+from producers.service import serve
 
-__all__ = ["FrameSource", "run"]
+__all__ = ["FrameSource", "NoFrameYet", "run", "serve"]

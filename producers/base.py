@@ -17,15 +17,32 @@ from viewer.stream import FrameWriter
 log = logging.getLogger(__name__)
 
 
+class NoFrameYet(Exception):
+    """Raised by a live source's read() when nothing new arrived in its wait: ask again."""
+
+
 class FrameSource(ABC):
-    """Something that yields frames: ``open()``, ``read()`` until None, ``close()``."""
+    """Something that yields frames: ``open()``, ``read()`` until None, ``close()``.
+
+    Frames are numpy arrays: 2-D or 1-channel grey, or 3 or 4 channels in
+    ``colour_order`` (OpenCV's BGR unless a source says RGB). The producer loop makes
+    them fit the stream, so a source never needs to know its size or format.
+    """
+
+    colour_order = "BGR"
+    #: The source's own frame rate, where it has one (a video file's), known after open().
+    fps: float | None = None
+    #: Set by the producer once the stream's format is known: a function that makes a
+    #: frame fit it. Sources that decode ahead in threads may apply it there.
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device or file. Raise an exception naming it if that fails."""
 
     @abstractmethod
     def read(self) -> np.ndarray | None:
-        """The next frame, or None when the source has ended."""
+        """The next frame, or None when the source has ended. A live source may raise
+        NoFrameYet after waiting a short while, so the loop can check for a stop."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what open() took. Must be safe to call twice."""
@@ -56,10 +73,12 @@ def run(
     frames: int | None = None,
     stop: Stop | None = None,
     convert: Callable[[np.ndarray], np.ndarray] | None = None,
+    first: np.ndarray | None = None,
 ) -> int:
     """Write frames from an opened ``source`` until it ends, ``frames`` are written, or
     ``stop`` is set. Paced to ``fps`` on an absolute schedule (no drift); 0 means as
     fast as possible. A producer that falls behind skips ahead instead of bursting.
+    ``first`` is a frame already taken from the source, written before the others.
     Returns the number of frames written.
     """
     stop = stop or threading.Event()
@@ -67,11 +86,16 @@ def run(
     start = time.monotonic()
     written = 0
     while not stop.is_set() and (frames is None or written < frames):
-        frame = source.read()
+        try:
+            frame, first = (first, None) if first is not None else (source.read(), None)
+        except NoFrameYet:
+            continue
         if frame is None:
             break
         writer.write(convert(frame) if convert else frame)
         written += 1
+        if written == frames:
+            break
         delay = start + written * period - time.monotonic()
         if delay < -period:
             start = time.monotonic() - written * period  # fell behind: re-anchor the schedule

@@ -8,13 +8,15 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
 import numpy as np
 
-from producers.base import FrameSource, run
+from producers.base import FrameSource, NoFrameYet, run
+from producers.convert import Conformer
+from viewer.errors import SourceError
 from viewer.stream import FrameWriter
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -67,29 +69,50 @@ class SignalStop:
             os.close(self._write)
 
 
+def _first_frame(source: FrameSource, stop: SignalStop) -> np.ndarray | None:
+    while not stop.is_set():
+        try:
+            frame = source.read()
+        except NoFrameYet:
+            continue
+        if frame is None:
+            raise SourceError(f"{source} ended before its first frame")
+        return frame
+    return None
+
+
 def serve(
     source: FrameSource,
     name: str,
-    shape: tuple[int, ...],
-    dtype: str = "uint8",
     *,
-    pixel_format: str | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    letterbox: bool = False,
     slots: int = 3,
-    fps: float = 30.0,
+    fps: float | None = None,
     frames: int | None = None,
-    convert: Callable[[np.ndarray], np.ndarray] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Publish ``source`` as stream ``name``; print one ready line; return frames written."""
-    with SignalStop().installed() as stop, source, FrameWriter(
-        name, shape, dtype, pixel_format=pixel_format, slots=slots
-    ) as writer:
-        lay = writer.layout
-        print(
-            f"stream {name} ready: block {writer.block_name}, "
-            f"{'x'.join(map(str, lay.shape))} {lay.dtype.name} {lay.pixel_format}, "
-            f"{lay.slot_count} slots",
-            file=out,
-            flush=True,
-        )
-        return run(source, writer, fps=fps, frames=frames, stop=stop, convert=convert)
+    """Publish ``source`` as stream ``name`` until it ends, ``frames`` are written, or
+    SIGINT / SIGTERM / SIGHUP arrives; print one ready line; return the frames written.
+
+    The stream takes the first frame's size and colour (grey or BGR) unless ``size``
+    (width, height) or ``channels`` (1 or 3) say otherwise; other frames are made to fit.
+    ``fps`` None paces at the source's own rate (a video file's), else 30; 0 does not pace.
+    """
+    with SignalStop().installed() as stop, source:
+        first = _first_frame(source, stop)
+        if first is None:
+            return 0
+        fit = Conformer.for_first(first, size, channels, colour_order=source.colour_order, letterbox=letterbox)
+        source.prepare = fit
+        with FrameWriter(name, fit.shape, "uint8", pixel_format=fit.pixel_format, slots=slots) as writer:
+            lay = writer.layout
+            print(
+                f"stream {name} ready: block {writer.block_name}, "
+                f"{'x'.join(map(str, lay.shape))} {lay.dtype.name} {lay.pixel_format}, {lay.slot_count} slots",
+                file=out,
+                flush=True,
+            )
+            rate = fps if fps is not None else source.fps or 30.0
+            return run(source, writer, fps=rate, frames=frames, stop=stop, convert=fit, first=first)

@@ -82,14 +82,18 @@ class Soak:
 
     def read_in_process(self) -> None:
         monitor = StreamMonitor(self.name)
-        while not self.done.is_set():
-            s = monitor.poll()
-            if s.new and s.frame is not None:
-                self.stats["frames read"] += 1
-                img = s.frame.image
-                if img.min() != img.max() or img.flat[0] != s.frame.index % 256:
-                    self.stats["torn frames"] += 1
-        monitor.close()
+        try:
+            while not self.done.is_set():
+                s = monitor.poll()
+                if s.new and s.frame is not None:
+                    self.stats["frames read"] += 1
+                    img = s.frame.image
+                    if img.min() != img.max() or img.flat[0] != s.frame.index % 256:
+                        self.stats["torn frames"] += 1
+        except Exception as exc:  # the soak is there to find these
+            self.problems.append(f"in-process reader died: {exc!r}")
+        finally:
+            monitor.close()
 
     def churn_readers(self) -> None:
         while not self.done.wait(self.rng.uniform(0.1, 0.5)):

@@ -9,6 +9,8 @@ from viewer.errors import (
     InvalidNameError,
     ProtocolError,
     ShmviewError,
+    SourceError,
+    SourceNotFoundError,
     StreamExistsError,
     StreamNotFoundError,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "ProtocolError",
     "RawReader",
     "ShmviewError",
+    "SourceError",
+    "SourceNotFoundError",
     "StreamExistsError",
     "StreamInfo",
     "StreamNotFoundError",

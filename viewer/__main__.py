@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from viewer.errors import InvalidNameError, ShmviewError, StreamNotFoundError
+from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.monitor import RawSpec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
@@ -94,6 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--slots", type=int, default=3, help="ring slots (default 3)")
     syn.set_defaults(func=_produce_synthetic)
 
+    cam = kinds.add_parser("camera", help="a camera through OpenCV (index, /dev/videoN or URL)")
+    cam.add_argument("--device", required=True, help="0, /dev/video0, rtsp://... or http://...")
+    vid = kinds.add_parser("video", help="a video file, at its own frame rate")
+    vid.add_argument("--path", required=True, type=Path)
+    vid.add_argument("--loop", action="store_true", help="start over at the end")
+    fold = kinds.add_parser("folder", help="the images in a folder, in name order")
+    fold.add_argument("--path", required=True, type=Path)
+    fold.add_argument("--loop", action="store_true", help="start over after the last image")
+    fold.add_argument("--threads", type=_positive(int), default=min(4, os.cpu_count() or 1), help="decoding threads")
+    for src, fps_help in ((cam, "pace to N fps (default: as the camera delivers)"),
+                          (vid, "pace to N fps (default: the file's rate)"),
+                          (fold, "frames per second (default 10)")):
+        src.add_argument("--name", required=True, help="stream name, e.g. cam0")
+        src.add_argument("--size", type=_size, help="WIDTHxHEIGHT of the stream (default: the first frame's)")
+        src.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 BGR (default: the first frame's)")
+        src.add_argument("--letterbox", action="store_true", help="keep the aspect ratio when resizing")
+        src.add_argument("--fps", type=float, help=fps_help)
+        src.add_argument("--frames", type=_positive(int), help="stop after this many frames")
+        src.add_argument("--slots", type=int, default=3, help="ring slots (default 3)")
+        src.set_defaults(func=_produce_source)
+
     view = sub.add_parser("view", help="show streams, in a window or as text")
     view.add_argument("names", nargs="+", metavar="NAME", help="stream name(s), or a block name with --raw-shape")
     view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
@@ -127,7 +149,34 @@ def _produce_synthetic(args: argparse.Namespace) -> int:
 
     w, h = args.size
     source = SyntheticSource(args.pattern, w, h, args.channels)
-    serve(source, args.name, source.shape, slots=args.slots, fps=args.fps, frames=args.frames)
+    serve(source, args.name, slots=args.slots, fps=args.fps, frames=args.frames)
+    return EXIT_OK
+
+
+def _produce_source(args: argparse.Namespace) -> int:
+    from producers.base import FrameSource
+    from producers.service import serve
+
+    fps = args.fps  # None: the source's own rate
+    source: FrameSource
+    if args.source == "camera":
+        from producers.camera import CameraSource
+
+        source = CameraSource(args.device, size=args.size, fps=args.fps)
+        fps = fps or 0.0  # unpaced: each new camera frame is written as it comes
+    elif args.source == "video":
+        from producers.video import VideoSource
+
+        source = VideoSource(args.path, loop=args.loop)
+    else:
+        from producers.folder import FolderSource
+
+        source = FolderSource(args.path, loop=args.loop, threads=args.threads)
+        fps = fps or 10.0
+    serve(
+        source, args.name, size=args.size, channels=args.channels, letterbox=args.letterbox,
+        slots=args.slots, fps=fps, frames=args.frames,
+    )
     return EXIT_OK
 
 
@@ -214,6 +263,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="shmview: %(message)s")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
@@ -223,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidNameError as exc:
         print(f"shmview: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StreamNotFoundError as exc:
+    except (StreamNotFoundError, SourceNotFoundError) as exc:
         print(f"shmview: error: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except BrokenPipeError:

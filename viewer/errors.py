@@ -33,5 +33,13 @@ class FrameMismatchError(ShmviewError, ValueError):
     """A frame whose shape or dtype differs from the stream's."""
 
 
+class SourceNotFoundError(ShmviewError):
+    """A producer's device, file or folder is not there or cannot be opened."""
+
+
+class SourceError(ShmviewError):
+    """A producer's source is there but unusable (undecodable file, no readable image)."""
+
+
 class BusyError(ShmviewError):
     """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""

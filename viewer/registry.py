@@ -172,6 +172,8 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
+    except ProcessLookupError:  # it exited between open() and read()
+        return False
     except FileNotFoundError:
         return not os.path.isdir("/proc/self")  # no procfs: trust kill()
     return data.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]

@@ -1,0 +1,117 @@
+"""Cameras through cv2.VideoCapture: a device index, /dev/videoN, or an rtsp:// / http:// URL.
+
+Capture runs on its own thread and keeps only the newest frame, so a slow camera never
+stalls the writer and the writer never makes a camera's buffer back up. A camera that
+stops delivering is reopened with back-off while the stream stays up: viewers see it go
+stale, then live again when frames return.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from producers.base import FrameSource, NoFrameYet
+from viewer.errors import SourceNotFoundError
+
+log = logging.getLogger(__name__)
+
+FAILURES_BEFORE_REOPEN = 3
+BACKOFF_S = (0.5, 8.0)  # first and longest wait before reopening
+
+
+def _capture_class() -> Callable[..., Any]:
+    import cv2
+
+    return cv2.VideoCapture
+
+
+class CameraSource(FrameSource):
+    def __init__(
+        self,
+        device: str,
+        *,
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+        capture: Callable[..., Any] | None = None,
+        wait_s: float = 0.25,
+    ) -> None:
+        self.device = device
+        self.size, self.fps, self.wait_s = size, fps, wait_s
+        self._capture = capture  # cv2.VideoCapture unless a test hands in a fake
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._count = self._taken = 0
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __str__(self) -> str:
+        return f"camera {self.device}"
+
+    def _open_capture(self) -> Any:
+        make = self._capture or _capture_class()
+        target: int | str = int(self.device) if self.device.isdigit() else self.device
+        cap = make(target)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceNotFoundError(f"cannot open camera {self.device!r}", device=self.device)
+        import cv2
+
+        if self.size:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if self.fps:
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        return cap
+
+    def open(self) -> None:
+        cap = self._open_capture()  # fails here, at start, with a clear error
+        self._thread = threading.Thread(target=self._capture_loop, args=(cap,), name="shmview-camera", daemon=True)
+        self._thread.start()
+
+    def _capture_loop(self, cap: Any) -> None:
+        failures, delay = 0, BACKOFF_S[0]
+        while not self._closing.is_set():
+            ok, frame = cap.read() if cap is not None else (False, None)
+            if ok and frame is not None:
+                with self._cond:
+                    self._latest, self._count = frame, self._count + 1
+                    self._cond.notify_all()
+                failures, delay = 0, BACKOFF_S[0]
+                continue
+            failures += 1
+            if failures < FAILURES_BEFORE_REOPEN:
+                continue
+            log.warning("%s delivered no frame; reopening in %.1f s", self, delay)
+            if cap is not None:
+                cap.release()
+                cap = None
+            if self._closing.wait(delay):
+                break
+            delay = min(delay * 2, BACKOFF_S[1])
+            try:
+                cap = self._open_capture()
+                failures = 0
+            except SourceNotFoundError:
+                pass  # still gone: wait longer
+        if cap is not None:
+            cap.release()
+
+    def read(self) -> np.ndarray:
+        """The newest frame not yet handed out; NoFrameYet if none arrives within wait_s."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._count != self._taken, timeout=self.wait_s):
+                raise NoFrameYet
+            self._taken = self._count
+            assert self._latest is not None
+            return self._latest
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

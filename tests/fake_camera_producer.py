@@ -1,0 +1,18 @@
+"""`shmview produce camera ...` with FakeCapture in place of cv2.VideoCapture.
+
+    python tests/fake_camera_producer.py CUE_DIR produce camera --name cam --device 0
+"""
+
+import functools
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import producers.camera
+from tests.fakes import FakeCapture
+from viewer.__main__ import main
+
+if __name__ == "__main__":
+    producers.camera._capture_class = lambda: functools.partial(FakeCapture, cue_dir=sys.argv[1])
+    sys.exit(main(sys.argv[2:]))
