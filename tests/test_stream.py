@@ -156,3 +156,25 @@ def test_raw_reader_reads_a_bare_array_and_refuses_too_big_a_shape(foreign_block
     del bare
     with pytest.raises(ProtocolError, match="needs 12,288"):
         RawReader(foreign_block.name, (64, 64, 3), "uint8")
+
+
+def _make_writer_in(result) -> None:
+    from viewer import ShmviewError
+
+    try:
+        FrameWriter("daemonic", (2, 2)).close()
+        result.put("made")
+    except ShmviewError as exc:
+        result.put(str(exc))
+
+
+def test_a_writer_in_a_daemonic_process_is_a_clear_error():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    result = ctx.Queue()
+    proc = ctx.Process(target=_make_writer_in, args=(result,), daemon=True)
+    proc.start()
+    message = result.get(timeout=60)
+    proc.join(30)
+    assert "daemonic" in message and "daemon=False" in message

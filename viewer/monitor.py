@@ -8,9 +8,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from viewer.errors import BusyError, StreamNotFoundError
 from viewer.imaging import pixel_sum
-from viewer.registry import pid_alive
+from viewer.registry import pid_alive, read_record, record_stamp
 from viewer.shm import block_exists
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo, resolve_block
 
@@ -63,7 +65,12 @@ class Status:
 
 
 class StreamMonitor:
-    """Polls one stream. ProtocolError escapes poll(): what to do with it is the caller's."""
+    """Polls one stream. ProtocolError escapes poll(): what to do with it is the caller's.
+
+    Frames are read into two buffers used in turn, so a viewer refreshing every 300 ms does
+    not allocate (and page-fault) a fresh frame each time: a Status's frame stays valid
+    until the poll after the next one. Copy it to keep it longer.
+    """
 
     def __init__(self, name: str, *, raw: RawSpec | None = None, stale_after_s: float = STALE_AFTER_S):
         self.name = name
@@ -76,6 +83,8 @@ class StreamMonitor:
         self._seen = 0
         self._last_new = 0.0
         self._rate = RateMeter()
+        self._stamp: tuple[int, int] | None = None  # of the registry record last followed
+        self._buffers: list[np.ndarray] = []  # two, used in turn
 
     def poll(self) -> Status:
         now = time.monotonic()
@@ -85,13 +94,13 @@ class StreamMonitor:
             return Status(self.name, WAITING)
         new = self._take_new_frame(reader, now)
         return Status(
-            self.name, self._state(reader, now), reader.info, self._frame, new, self._sum,
+            self.name, self._state(reader, now, new), reader.info, self._frame, new, self._sum,
             self._fps(reader, now), self._latency_ms,
         )
 
     def _follow(self, now: float) -> None:
         """Attach if not attached, or re-attach if the name now points to another block."""
-        if self._reader is not None and (self.raw or self._reader.info.block == resolve_block(self.name)):
+        if self._reader is not None and (self.raw or not self._moved()):
             return
         try:
             if self.raw:
@@ -106,16 +115,30 @@ class StreamMonitor:
         self._reader, self._seen, self._last_new = reader, 0, now
         self._frame = self._sum = self._latency_ms = None
         self._rate.clear()
+        self._buffers = [np.empty(reader.layout.shape, reader.layout.dtype) for _ in range(2)]
+
+    def _moved(self) -> bool:
+        """Whether the name points to another block now (its producer restarted). Reads the
+        registry record only when the record file changed: a stat() per poll otherwise."""
+        assert self._reader is not None
+        stamp = record_stamp(self.name)
+        if stamp is not None and stamp == self._stamp:
+            return False
+        rec = read_record(self.name) if stamp is not None else None
+        if rec is not None:
+            self._stamp = stamp  # a half-written record is read again next time
+        return (rec.block if rec else resolve_block(self.name)) != self._reader.info.block
 
     def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
+        self._buffers.reverse()  # the other buffer: the previous frame stays intact
         if isinstance(reader, RawReader):
-            self._frame = reader.read()  # a bare array has no counter: every look is new
+            self._frame = reader.read(self._buffers[0])  # a bare array has no counter: always new
         else:
             written = reader.frames_written
             if written == self._seen:
                 return False
             try:
-                frame = reader.read()
+                frame = reader.read(self._buffers[0])
             except BusyError:
                 return False
             if frame is None:
@@ -127,10 +150,14 @@ class StreamMonitor:
         self._last_new = now
         return True
 
-    def _state(self, reader: FrameReader | RawReader, now: float) -> str:
+    def _state(self, reader: FrameReader | RawReader, now: float, new: bool) -> str:
         if isinstance(reader, RawReader):
             return LIVE if block_exists(reader.info.block) else STALE
-        gone = reader.closed_by_producer or not pid_alive(reader.info.producer_pid or 0)
+        if reader.closed_by_producer:
+            return STALE
+        if new:
+            return LIVE  # a frame just arrived: its producer is alive
+        gone = not pid_alive(reader.info.producer_pid or 0)
         return STALE if gone or now - self._last_new > self.stale_after_s else LIVE
 
     def _fps(self, reader: FrameReader | RawReader, now: float) -> float | None:

@@ -39,18 +39,28 @@ def validate_name(name: str) -> str:
     return name
 
 
-def registry_dir() -> Path:
-    """The per-user registry folder, created 0700 and checked to be ours alone."""
+_checked: set[Path] = set()  # folders already made or checked by this process
+
+
+def registry_dir(*, recheck: bool = False) -> Path:
+    """The per-user registry folder, created 0700 and checked to be ours alone.
+
+    Checked once per process (viewers look a record up every refresh); ``recheck`` makes
+    sure again, for a producer about to create its record.
+    """
     base = os.environ.get(ENV_DIR)
     if not base:
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         base = f"{runtime}/shmview" if runtime and os.path.isdir(runtime) else None
     path = Path(base or f"/tmp/shmview-{os.getuid()}")
+    if path in _checked and not recheck:
+        return path
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=True)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise PermissionError(f"registry folder {path} must be a directory owned by you, mode 0700")
+    _checked.add(path)
     return path
 
 
@@ -105,7 +115,7 @@ class Claim:
 
     def __init__(self, name: str) -> None:
         self.name = validate_name(name)
-        self.path = _record_path(name)
+        self.path = registry_dir(recheck=True) / f"{name}.json"
         deadline = time.monotonic() + _CLAIM_PATIENCE_S
         while (fd := _try_lock(self.path, create=True)) is None:
             if time.monotonic() > deadline:
@@ -141,6 +151,16 @@ def read_record(name: str) -> StreamRecord | None:
     except (FileNotFoundError, IsADirectoryError):
         return None
     return StreamRecord.parse(text)
+
+
+def record_stamp(name: str) -> tuple[int, int] | None:
+    """Identity and mtime of a name's record (None if there is none): a cheap way to tell
+    that a record changed without reading it."""
+    try:
+        st = _record_path(name).stat()
+    except (FileNotFoundError, InvalidNameError):
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def remove_if_dead(path: Path) -> bool:

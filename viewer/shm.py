@@ -76,6 +76,11 @@ class OwnedBlock:
     """A block this process created, with its SharedMemoryManager. close() unlinks it."""
 
     def __init__(self, size: int, on_orphaned: Callable[[], None] | None = None) -> None:
+        if multiprocessing.current_process().daemon:
+            raise ShmviewError(
+                "a FrameWriter cannot be made in a daemonic process: its SharedMemoryManager needs a "
+                "child process (start this process with daemon=False)"
+            )
         _check_room(size)
         self._manager: SharedMemoryManager | None = SharedMemoryManager(
             ctx=multiprocessing.get_context(_start_method())

@@ -10,8 +10,19 @@ from pathlib import Path
 
 import numpy as np
 from PyQt6.QtCore import QPointF, QRectF, QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QColor, QImage, QKeySequence, QMouseEvent, QPainter, QPaintEvent, QWheelEvent
-from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PyQt6.QtGui import (
+    QAction,
+    QColor,
+    QImage,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QRegion,
+    QWheelEvent,
+)
+from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QSizePolicy, QVBoxLayout, QWidget
 
 from viewer import imaging
 from viewer.errors import ShmviewError
@@ -19,6 +30,7 @@ from viewer.monitor import LIVE, STALE, WAITING, RateMeter, RawSpec, Status, Str
 
 _QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
 _STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00"}
+_BACKGROUND = QColor(24, 24, 24)
 ZOOM_STEP = 1.25
 
 
@@ -31,6 +43,7 @@ class ImageView(QWidget):
         super().__init__(parent)
         self.setMouseTracking(True)
         self.setMinimumSize(160, 120)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # paintEvent covers every pixel
         self.image: QImage | None = None
         self.overlay = ""
         self.dimmed = False
@@ -67,10 +80,15 @@ class ImageView(QWidget):
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor(24, 24, 24))
-        if self.image is not None:
+        if self.image is None:
+            p.fillRect(self.rect(), _BACKGROUND)
+        else:
+            target = self.target()
+            p.setClipRegion(QRegion(self.rect()) - QRegion(target.toAlignedRect()))
+            p.fillRect(self.rect(), _BACKGROUND)  # only the margins around the image
+            p.setClipping(False)
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale() < 1)
-            p.drawImage(self.target(), self.image)
+            p.drawImage(target, self.image)
         if self.dimmed:
             p.fillRect(self.rect(), QColor(0, 0, 0, 110))
         if self.overlay:
@@ -117,9 +135,8 @@ class StreamPanel(QWidget):
     def __init__(self, name: str, *, raw: RawSpec | None = None, levels: tuple[float, float] | None = None):
         super().__init__()
         self.view = ImageView(self)
-        self.status = QLabel(self)
-        self.status.setTextFormat(Qt.TextFormat.RichText)
-        self.pixel = QLabel(self)  # the pixel under the cursor
+        self.status = _line_label(self)  # its colour is the stream's state
+        self.pixel = _line_label(self)  # the pixel under the cursor
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.view, 1)
@@ -130,6 +147,10 @@ class StreamPanel(QWidget):
         self.raw = raw
         self.last: Status | None = None
         self.error = ""
+        self._state = ""
+        font = self.status.font()
+        font.setBold(True)
+        self.status.setFont(font)
         self.attach(name)
 
     def attach(self, name: str) -> None:
@@ -153,14 +174,22 @@ class StreamPanel(QWidget):
             self.error = str(exc)
             self.view.set_image(None)
             self.view.set_overlay(self.error)
-            self.status.setText(f"<b>{self.name}</b> · <span style='color:#c62828'>unusable</span>")
+            self._set_status(f"{self.name} · UNUSABLE", STALE)
             return
         if s.new and s.frame is not None:
             self._show(s)
         self.last = s
         overlay = {WAITING: f"waiting for stream '{self.name}'…", STALE: "STALE: producer gone or silent"}
         self.view.set_overlay(overlay.get(s.state, ""), dimmed=s.state == STALE and s.frame is not None)
-        self.status.setText(status_text(s, self._display_rate.add(time.monotonic(), self.shown)))
+        self._set_status(status_text(s, self._display_rate.add(time.monotonic(), self.shown)), s.state)
+
+    def _set_status(self, text: str, state: str) -> None:
+        self.status.setText(text)
+        if self._state != state:  # recolour only when the state changes
+            self._state = state
+            palette = self.status.palette()
+            palette.setColor(QPalette.ColorRole.WindowText, QColor(_STATE_COLOUR[state]))
+            self.status.setPalette(palette)
 
     def _show(self, s: Status) -> None:
         assert s.frame is not None and s.info is not None
@@ -209,9 +238,18 @@ class StreamPanel(QWidget):
         self.monitor.close()
 
 
+def _line_label(parent: QWidget) -> QLabel:
+    """A one-line label whose text changes every refresh without re-laying out the window."""
+    label = QLabel(parent)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setMinimumHeight(label.fontMetrics().height() + 2)
+    return label
+
+
 def status_text(s: Status, display_fps: float | None) -> str:
     """The status line: stream, size, type, frame, exact sum, rates, latency, state."""
-    parts = [f"<b>{s.stream}</b>"]
+    parts = [s.stream]
     if s.info is not None:
         h, w = s.info.shape[:2]
         channels = s.info.shape[2] if len(s.info.shape) == 3 else 1
@@ -225,7 +263,7 @@ def status_text(s: Status, display_fps: float | None) -> str:
         parts.append(f"shown {display_fps:.1f} fps")
     if s.latency_ms is not None:
         parts.append(f"{s.latency_ms:.1f} ms")
-    parts.append(f"<span style='color:{_STATE_COLOUR[s.state]}'><b>{s.state.upper()}</b></span>")
+    parts.append(s.state.upper())
     return " · ".join(parts)
 
 

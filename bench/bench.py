@@ -1,0 +1,416 @@
+"""shmview against memcpy, multiprocessing, ZeroMQ and the usual Qt display paths, measured
+side by side in one run on this machine. Prints a Markdown table with ratios and targets.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/bench.py [--quick] [--out FILE]
+
+Every figure is a median over rounds after a warm-up. Latency is one-way and lock-step: the
+sender takes CLOCK_MONOTONIC just before handing a frame over, the receiver just after it
+holds a usable array, and acks before the next frame, so one frame is in flight at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from viewer import FrameReader, FrameWriter
+
+SIZES = {"480x640x3": (480, 640, 3), "1080x1920x3": (1080, 1920, 3)}
+SPAWN = mp.get_context("spawn")
+ACK = struct.Struct("<q")
+
+
+# ---- timing helpers ------------------------------------------------------------------------
+
+def per_call(fn: Callable[[], object], rounds: int, seconds: float) -> float:
+    """Median over rounds of the mean seconds per call (each round about `seconds` long)."""
+    fn()
+    n = 1
+    while True:  # calibrate calls per round
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if (elapsed := time.perf_counter() - t) > 0.02:
+            break
+        n *= 2
+    calls = max(1, int(n * seconds / elapsed))
+    results = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        results.append((time.perf_counter() - t) / calls)
+    return statistics.median(results)
+
+
+def per_refresh(prepare: Callable[[], object], fn: Callable[[], object], rounds: int, seconds: float) -> float:
+    """Like per_call, but `prepare` (untimed) runs before each call: a new frame to show."""
+    for _ in range(20):
+        prepare()
+        fn()
+    results = []
+    for _ in range(rounds):
+        spent, end = 0.0, time.perf_counter() + seconds
+        calls = 0
+        while time.perf_counter() < end:
+            prepare()
+            t = time.perf_counter()
+            fn()
+            spent += time.perf_counter() - t
+            calls += 1
+        results.append(spent / calls)
+    return statistics.median(results)
+
+
+def frames_for(shape: tuple[int, ...], count: int = 4) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, shape, np.uint8) for _ in range(count)]
+
+
+# ---- two-process transports ----------------------------------------------------------------
+# Each receiver runs in a spawned process: it gets `count` frames, acking each with its own
+# CLOCK_MONOTONIC time when it holds a usable array (lock-step), or counts what it gets in
+# `seconds` (flood).
+
+def _queue_rx(q, ack, count):
+    for _ in range(count):
+        q.get()
+        ack.send_bytes(ACK.pack(time.monotonic_ns()))
+
+
+def _pipe_rx(rx, ack, count, nbytes):
+    buf = bytearray(nbytes)
+    for _ in range(count):
+        rx.recv_bytes_into(buf)
+        np.frombuffer(buf, np.uint8)
+        ack.send_bytes(ACK.pack(time.monotonic_ns()))
+
+
+def _zmq_rx(address, ack, count, shape):
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.set_hwm(2)
+    sock.connect(address)
+    ack.send_bytes(ACK.pack(0))  # connected
+    for _ in range(count):
+        msg = sock.recv(copy=False)
+        np.frombuffer(msg.buffer, np.uint8).reshape(shape)
+        ack.send_bytes(ACK.pack(time.monotonic_ns()))
+    sock.close()
+
+
+def _shm_rx(name, ack, count):
+    with FrameReader(name) as reader:
+        seen = 0
+        ack.send_bytes(ACK.pack(0))  # attached
+        for _ in range(count):
+            while reader.frames_written == seen:
+                pass  # spin: the writer does not signal readers, they poll
+            reader.read()
+            seen = reader.frames_written
+            ack.send_bytes(ACK.pack(time.monotonic_ns()))
+
+
+def lock_step(start_rx: Callable[[object, int], mp.Process], send: Callable[[np.ndarray], None],
+              frames: list[np.ndarray], count: int, handshake: bool = False) -> list[float]:
+    ack_rx, ack_tx = SPAWN.Pipe(duplex=False)
+    proc = start_rx(ack_tx, count)
+    if handshake:
+        ack_rx.recv_bytes()
+    lat = []
+    for i in range(count):
+        t0 = time.monotonic_ns()
+        send(frames[i % len(frames)])
+        t1 = ACK.unpack(ack_rx.recv_bytes())[0]
+        lat.append((t1 - t0) / 1e3)
+    proc.join(30)
+    return lat[count // 10 :]  # the first tenth is warm-up
+
+
+def latency_queue(frames, count):
+    q = SPAWN.Queue(maxsize=4)
+    return lock_step(lambda ack, n: _start(_queue_rx, q, ack, n), q.put, frames, count)
+
+
+def latency_pipe(frames, count):
+    rx, tx = SPAWN.Pipe(duplex=False)
+    nbytes = frames[0].nbytes
+    # send_bytes() takes len() of a memoryview, which is the first dimension: send flat bytes
+    return lock_step(lambda ack, n: _start(_pipe_rx, rx, ack, n, nbytes),
+                     lambda f: tx.send_bytes(f.reshape(-1)), frames, count)
+
+
+def latency_zmq(frames, count):
+    import zmq
+
+    address = f"ipc://{tempfile.gettempdir()}/shmview-bench-{os.getpid()}.ipc"
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.set_hwm(2)
+    sock.bind(address)
+    try:
+        return lock_step(lambda ack, n: _start(_zmq_rx, address, ack, n, frames[0].shape),
+                         lambda f: sock.send(f, copy=False), frames, count, handshake=True)
+    finally:
+        sock.close(linger=0)
+
+
+def latency_shmview(frames, count):
+    with FrameWriter("bench-latency", frames[0].shape) as writer:
+        return lock_step(lambda ack, n: _start(_shm_rx, "bench-latency", ack, n), writer.write, frames, count,
+                         handshake=True)
+
+
+def _start(target, *args) -> mp.Process:
+    proc = SPAWN.Process(target=target, args=args)  # not daemonic: a FrameWriter starts a manager
+    proc.start()
+    return proc
+
+
+# ---- shmview flooding: writer as fast as it can, one reader as fast as it can ----------------
+
+def _flood_writer(name, shape, ready, stop, result):
+    values = [np.full(shape, v, np.uint8) for v in range(8)]
+    with FrameWriter(name, shape) as w:
+        ready.set()
+        t = time.perf_counter()
+        k = 0
+        while not stop.is_set():
+            w.write(values[k % 8])
+            k += 1
+        result.put(k / (time.perf_counter() - t))
+
+
+def _flood_reader(name, seconds, result):
+    with FrameReader(name) as reader:
+        distinct = torn = 0
+        last = -1
+        probe = None
+        end = time.perf_counter() + seconds
+        t = time.perf_counter()
+        while time.perf_counter() < end:
+            frame = reader.read()
+            if frame is None or frame.index == last:
+                continue
+            last = frame.index
+            flat = frame.image.reshape(-1)
+            if probe is None:
+                probe = np.linspace(0, flat.size - 1, 64).astype(np.intp)
+            if not np.all(flat[probe] == (frame.index % 8)):  # every frame is uniform: any mix is torn
+                torn += 1
+            distinct += 1
+        result.put((distinct / (time.perf_counter() - t), torn, distinct))
+
+
+def flood_shmview(shape, seconds):
+    ready, stop, wq, rq = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue(), SPAWN.Queue()
+    writer = _start(_flood_writer, "bench-flood", shape, ready, stop, wq)
+    ready.wait(30)
+    reader = _start(_flood_reader, "bench-flood", seconds, rq)
+    read_fps, torn, count = rq.get(timeout=seconds + 60)
+    stop.set()
+    write_fps = wq.get(timeout=60)
+    reader.join(30)
+    writer.join(30)
+    return write_fps, read_fps, torn, count
+
+
+# ---- display, offscreen -------------------------------------------------------------------
+
+def display_costs(shape, rounds, seconds):
+    """Seconds per refresh of a new frame, painted: shmview's panel, QLabel+sum, pyqtgraph."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtGui import QImage, QPixmap
+    from PyQt6.QtWidgets import QApplication, QLabel
+
+    from viewer.window import StreamPanel
+
+    app = QApplication.instance() or QApplication([])
+    h, w = shape[:2]
+    frames = frames_for(shape)
+    out: dict[str, float] = {}
+    with FrameWriter("bench-display", shape) as writer:
+        k = [0]
+
+        def next_frame() -> None:
+            writer.write(frames[k[0] % 4])
+            k[0] += 1
+
+        panel = StreamPanel("bench-display")
+        panel.view.setFixedSize(w, h)  # 1:1, as the QLabel shows it
+        panel.show()
+
+        def shmview_refresh() -> None:
+            panel.refresh()
+            panel.view.repaint()
+
+        out["shmview"] = per_refresh(next_frame, shmview_refresh, rounds, seconds)
+        assert panel.last is not None and panel.last.sum == int(panel.last.frame.image.sum(dtype=np.uint64))
+        panel.close_stream()
+
+        with FrameReader("bench-display") as reader:
+            label = QLabel()
+            label.setFixedSize(w, h)
+            label.show()
+            buf = np.empty(shape, np.uint8)
+
+            def qlabel_refresh() -> None:
+                reader.read(buf)
+                int(buf.sum())
+                img = QImage(buf.data, w, h, buf.strides[0], QImage.Format.Format_BGR888)
+                label.setPixmap(QPixmap.fromImage(img))
+                label.repaint()
+
+            out["qlabel"] = per_refresh(next_frame, qlabel_refresh, rounds, seconds)
+            try:
+                import pyqtgraph as pg
+            except ImportError:
+                pass
+            else:
+                glw = pg.GraphicsLayoutWidget()
+                glw.setFixedSize(w, h)
+                vb = glw.addViewBox(lockAspect=True, invertY=True)
+                item = pg.ImageItem(axisOrder="row-major")
+                vb.addItem(item)
+                glw.show()
+
+                def pyqtgraph_refresh() -> None:
+                    reader.read(buf)
+                    int(buf.sum())
+                    item.setImage(buf[..., ::-1], autoLevels=False, levels=(0, 255))
+                    glw.repaint()
+
+                out["pyqtgraph"] = per_refresh(next_frame, pyqtgraph_refresh, rounds, seconds)
+                glw.close()
+            label.close()
+        panel.close()
+    app.processEvents()
+    return out
+
+
+# ---- idle CPU of a real viewer process ----------------------------------------------------
+
+def viewer_cpu(seconds: float) -> tuple[float, float]:
+    """% of one core used by `shmview view` (300 ms) and by a 30 fps producer over `seconds`."""
+    import psutil
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    cli = [sys.executable, "-m", "viewer"]
+    producer = subprocess.Popen([*cli, "produce", "synthetic", "--name", "bench-idle", "--pattern", "solid",
+                                 "--fps", "30"], stdout=subprocess.PIPE, text=True, env=env)
+    assert producer.stdout is not None and "ready" in producer.stdout.readline()
+    viewer = subprocess.Popen([*cli, "view", "bench-idle"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3.0)  # start-up: imports, first paint
+        procs = [psutil.Process(viewer.pid), psutil.Process(producer.pid)]
+        before = [sum(p.cpu_times()[:2]) for p in procs]
+        time.sleep(seconds)
+        after = [sum(p.cpu_times()[:2]) for p in procs]
+    finally:
+        for p in (viewer, producer):
+            p.terminate()
+            p.wait(30)
+    return tuple(100 * (a - b) / seconds for a, b in zip(after, before, strict=True))  # type: ignore[return-value]
+
+
+# ---- report -------------------------------------------------------------------------------
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter phases (a smoke run)")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    rounds, phase, count, idle = (3, 0.1, 200, 4.0) if args.quick else (7, 0.5, 1000, 20.0)
+    os.environ.setdefault("SHMVIEW_REGISTRY", tempfile.mkdtemp(prefix="shmview-bench-"))
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}; {'quick run' if args.quick else 'full run'}",
+        "",
+        "| what | 480x640x3 | 1080x1920x3 | ratio at 480x640x3 | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    res: dict[str, dict[str, float]] = {k: {} for k in SIZES}
+    for label, shape in SIZES.items():
+        print(f"measuring {label} ...", file=sys.stderr)
+        r = res[label]
+        frames = frames_for(shape)
+        frame, dst = frames[0], np.empty(shape, np.uint8)
+        r["copyto"] = per_call(functools.partial(np.copyto, dst, frame), rounds, phase)
+        with FrameWriter("bench-cost", shape) as writer, FrameReader("bench-cost") as reader:
+            r["write"] = per_call(functools.partial(writer.write, frame), rounds, phase)
+            r["read"] = per_call(reader.read, rounds, phase)
+        n = count if shape[0] < 1000 else count // 4
+        for name, fn in [("lat_shmview", latency_shmview), ("lat_zmq", latency_zmq), ("lat_pipe", latency_pipe),
+                         ("lat_queue", latency_queue)]:
+            try:
+                r[name] = statistics.median(fn(frames, n)) / 1e6
+            except ImportError:
+                r[name] = float("nan")
+        r["w_fps"], r["r_fps"], r["torn"], r["reads"] = flood_shmview(shape, 3 * phase + 0.5)
+        r.update({f"disp_{k}": v for k, v in display_costs(shape, rounds, phase).items()})
+    small, big = res["480x640x3"], res["1080x1920x3"]
+
+    def row(what: str, key: str, fmt: Callable[[float], str], ratio: str = "", target: str = "",
+            ok: bool | None = None) -> None:
+        lines.append(f"| {what} | {fmt(small[key])} | {fmt(big[key])} | {ratio} | {target} | "
+                     f"{'' if ok is None else verdict(ok)} |")
+
+    floor = small["copyto"]
+    row("np.copyto one frame (floor)", "copyto", us, "1.00x copyto")
+    row("FrameWriter.write", "write", us, f"{small['write'] / floor:.2f}x copyto", "≤ 1.3x",
+        small["write"] / floor <= 1.3)
+    row("FrameReader.read (a new array each time)", "read", us, f"{small['read'] / floor:.2f}x copyto", "≤ 1.5x",
+        small["read"] / floor <= 1.5)
+    row("one-way latency, shmview (reader polling)", "lat_shmview", us)
+    zmq_x, queue_x = small["lat_zmq"] / small["lat_shmview"], small["lat_queue"] / small["lat_shmview"]
+    row("one-way latency, pyzmq PUSH/PULL ipc:// zero-copy", "lat_zmq", us, f"shmview {zmq_x:.1f}x lower", "≥ 5x",
+        zmq_x >= 5)
+    row("one-way latency, mp.Pipe recv_bytes_into", "lat_pipe", us,
+        f"shmview {small['lat_pipe'] / small['lat_shmview']:.1f}x lower")
+    row("one-way latency, mp.Queue", "lat_queue", us, f"shmview {queue_x:.1f}x lower", "≥ 50x", queue_x >= 50)
+    row("writer flooding: frames written/s", "w_fps", lambda v: f"{v:,.0f}/s")
+    ratio = small["r_fps"] / small["w_fps"]
+    row("... consistent frames read/s by one reader", "r_fps", lambda v: f"{v:,.0f}/s",
+        f"{ratio:.2f}x of written", "≥ 0.5x", ratio >= 0.5)
+    row("... torn frames accepted", "torn", lambda v: f"{v:.0f}", "", "0", small["torn"] == 0 and big["torn"] == 0)
+    for other, label in (("disp_qlabel", "QLabel/QPixmap + ndarray.sum()"), ("disp_pyqtgraph", "pyqtgraph")):
+        if other in small:
+            x = small[other] / small["disp_shmview"]
+            row(f"refresh of a new frame, {label}", other, us, f"shmview {x:.1f}x faster", "≥ 3x", x >= 3)
+    row("refresh of a new frame, shmview (read + exact sum + paint)", "disp_shmview", us)
+    print(f"measuring viewer CPU over {idle:g} s ...", file=sys.stderr)
+    viewer_pct, producer_pct = viewer_cpu(idle)
+    lines.append(f"| viewer window at 300 ms, producer at 30 fps: CPU | {viewer_pct:.2f} % of one core | | "
+                 f"producer {producer_pct:.2f} % | < 0.3 % | {verdict(viewer_pct < 0.3)} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
