@@ -178,6 +178,12 @@ class StreamPanel(QWidget):
             return
         if s.new and s.frame is not None:
             self._show(s)
+        previous = self.last.info if self.last else None
+        if previous and s.info and (previous.shape, previous.dtype) != (s.info.shape, s.info.dtype):
+            self.pixel.setText(  # the producer came back with another format: say so plainly
+                f"{self.name} restarted as {_describe(s.info.shape, s.info.dtype)}, "
+                f"was {_describe(previous.shape, previous.dtype)}"
+            )
         self.last = s
         overlay = {WAITING: f"waiting for stream '{self.name}'…", STALE: "STALE: producer gone or silent"}
         self.view.set_overlay(overlay.get(s.state, ""), dimmed=s.state == STALE and s.frame is not None)
@@ -236,6 +242,10 @@ class StreamPanel(QWidget):
 
     def close_stream(self) -> None:
         self.monitor.close()
+
+
+def _describe(shape: tuple[int, ...], dtype: str) -> str:
+    return "x".join(map(str, shape)) + f" {dtype}"
 
 
 def _line_label(parent: QWidget) -> QLabel:
