@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import CLI as CLI_CMD
@@ -167,3 +168,29 @@ def test_without_a_display_the_demo_says_so_and_runs_headless():
     assert done.returncode == 0, done.stderr
     assert "no display" in done.stderr
     assert len(done.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_stopped_by_a_signal_stops_its_producer_too(sig):
+    demo = start(["demo", "--headless", "--name", "demo-sig"])
+    try:
+        assert read_line(demo).startswith("stream demo-sig ready")
+        wait_for(lambda: " live " in read_line(demo), what="the demo live")
+        kids = psutil.Process(demo.pid).children(recursive=True)
+    finally:
+        code, err = stop(demo, sig)
+    assert code == 0, err
+    wait_for(lambda: not any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE for k in kids), what="producer gone")
+
+
+def test_demo_ends_when_its_producer_is_stopped():
+    demo = start(["demo", "--headless", "--name", "demo-lone"])
+    try:
+        assert read_line(demo).startswith("stream demo-lone ready")
+        wait_for(lambda: " live " in read_line(demo), what="the demo live")
+        (producer_process,) = [p for p in psutil.Process(demo.pid).children() if "produce" in " ".join(p.cmdline())]
+        producer_process.terminate()
+        _, err = demo.communicate(timeout=60)
+    finally:
+        stop(demo)
+    assert demo.returncode == 1 and "the demo producer stopped (exit 0)" in err

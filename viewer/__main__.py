@@ -10,10 +10,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
@@ -180,7 +181,7 @@ def _produce_source(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _view(args: argparse.Namespace) -> int:
+def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> int:
     from viewer import headless
 
     raw = None
@@ -197,7 +198,7 @@ def _view(args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else 5.0
     headless.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
-        timeout_s=timeout, raw=raw,
+        timeout_s=timeout, raw=raw, until=until,
     )
     return EXIT_OK
 
@@ -247,6 +248,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "viewer", "produce", "synthetic", "--name", args.name, "--pattern", args.pattern]
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the producer below is always stopped too.
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert producer.stdout is not None
@@ -256,10 +259,15 @@ def _demo(args: argparse.Namespace) -> int:
         print(ready, flush=True)
         view = ["view", args.name] + (["--headless"] if args.headless else [])
         view += ["--count", str(args.count)] if args.count else []
-        return _view(build_parser().parse_args(view))
+        code = _view(build_parser().parse_args(view), until=lambda: producer.poll() is not None)
+        if producer.poll() is not None:  # it stopped by itself, or was stopped on its own
+            raise ShmviewError(f"the demo producer stopped (exit {producer.returncode})")
+        return code
     finally:
         producer.terminate()
         producer.wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

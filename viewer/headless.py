@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
@@ -61,8 +61,10 @@ def run(
     timeout_s: float | None = 5.0,
     raw: RawSpec | None = None,
     out: TextIO = sys.stdout,
+    until: Callable[[], bool] | None = None,
 ) -> None:
-    """Refresh every ``interval_s`` until ``count`` refreshes (forever if None).
+    """Refresh every ``interval_s`` until ``count`` refreshes (forever if None), or until
+    ``until()`` says to stop.
 
     Raises StreamNotFoundError if a stream has not appeared within ``timeout_s``.
     """
@@ -80,7 +82,7 @@ def run(
             for s in statuses:
                 print(json.dumps(status_dict(s)) if as_json else status_line(s), file=out, flush=True)
             refreshes += 1
-            if refreshes == count:
+            if refreshes == count or (until is not None and until()):
                 break
             next_tick += interval_s
             time.sleep(max(0.0, next_tick - time.monotonic()))
