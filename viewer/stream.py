@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,8 +46,13 @@ class StreamInfo:
     created_ns: int | None
 
 
+_C = TypeVar("_C", bound="_Closing")
+
+
 class _Closing:
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    """close() on leaving a with block."""
+
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(
