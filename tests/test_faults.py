@@ -245,3 +245,24 @@ def test_header_is_validated_field_by_field():
 
 if sys.platform != "linux":  # pragma: no cover
     pytest.skip("Linux only", allow_module_level=True)
+
+
+def test_a_copy_that_fails_its_check_never_spoils_the_frame_on_show():
+    with FrameWriter("spoil", (4, 4)) as w:
+        w.write(np.full((4, 4), 7, np.uint8))
+        monitor = StreamMonitor("spoil")
+        assert monitor.poll().frame.image.max() == 7
+        assert not monitor.poll().new  # polls with nothing new in between must not matter
+        lay, shm = w.layout, _writable(w.block_name)
+        try:
+            # frames_written says 2, but slot 1 holds garbage stamped as frame 0: every copy
+            # of it fails the index check, until the reader gives up (BusyError).
+            shm.buf[lay.pixels_offset(1) : lay.pixels_offset(1) + 16] = b"\xee" * 16
+            published = np.ndarray(1, np.uint64, buffer=shm.buf, offset=P.FRAMES_WRITTEN_OFFSET)
+            published[0] = 2
+            status = monitor.poll()
+            assert not status.new and (status.frame.image == 7).all()
+            del published
+        finally:
+            monitor.close()
+            shm.close()

@@ -68,8 +68,9 @@ class StreamMonitor:
     """Polls one stream. ProtocolError escapes poll(): what to do with it is the caller's.
 
     Frames are read into two buffers used in turn, so a viewer refreshing every 300 ms does
-    not allocate (and page-fault) a fresh frame each time: a Status's frame stays valid
-    until the poll after the next one. Copy it to keep it longer.
+    not allocate (and page-fault) a fresh frame each time: a Status's frame stays intact
+    while the next new frame is taken, and its buffer is reused for the one after. Copy
+    it to keep it longer.
     """
 
     def __init__(self, name: str, *, raw: RawSpec | None = None, stale_after_s: float = STALE_AFTER_S):
@@ -84,7 +85,7 @@ class StreamMonitor:
         self._last_new = 0.0
         self._rate = RateMeter()
         self._stamp: tuple[int, int] | None = None  # of the registry record last followed
-        self._buffers: list[np.ndarray] = []  # two, used in turn
+        self._spare = np.empty(0)  # the buffer the next frame is copied into
 
     def poll(self) -> Status:
         now = time.monotonic()
@@ -115,7 +116,7 @@ class StreamMonitor:
         self._reader, self._seen, self._last_new = reader, 0, now
         self._frame = self._sum = self._latency_ms = None
         self._rate.clear()
-        self._buffers = [np.empty(reader.layout.shape, reader.layout.dtype) for _ in range(2)]
+        self._spare = np.empty(reader.layout.shape, reader.layout.dtype)
 
     def _moved(self) -> bool:
         """Whether the name points to another block now (its producer restarted). Reads the
@@ -130,23 +131,27 @@ class StreamMonitor:
         return (rec.block if rec else resolve_block(self.name)) != self._reader.info.block
 
     def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
-        self._buffers.reverse()  # the other buffer: the previous frame stays intact
+        """Copy a new frame, if there is one, into the spare buffer, never over the current
+        frame: a copy that fails its consistency check must not spoil what is shown."""
+        spare = self._spare
         if isinstance(reader, RawReader):
-            self._frame = reader.read(self._buffers[0])  # a bare array has no counter: always new
+            frame = reader.read(spare)  # a bare array has no counter: every look is new
         else:
             written = reader.frames_written
             if written == self._seen:
                 return False
             try:
-                frame = reader.read(self._buffers[0])
+                frame = reader.read(spare)
             except BusyError:
                 return False
             if frame is None:
                 return False
-            self._frame, self._seen = frame, written
+            self._seen = written
             assert frame.timestamp_ns is not None
             self._latency_ms = (time.time_ns() - frame.timestamp_ns) / 1e6
-        self._sum = pixel_sum(self._frame.image)
+        self._spare = self._frame.image if self._frame is not None else np.empty_like(spare)
+        self._frame = frame
+        self._sum = pixel_sum(frame.image)
         self._last_new = now
         return True
 
