@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
+from viewer.imaging import single_threaded_opencv
 from viewer.monitor import WAITING, RawSpec, Status, StreamMonitor
 from viewer.registry import live_records
 
@@ -68,6 +69,7 @@ def run(
 
     Raises StreamNotFoundError if a stream has not appeared within ``timeout_s``.
     """
+    single_threaded_opencv()
     monitors = [StreamMonitor(n, raw=raw) for n in names]
     start = next_tick = time.monotonic()
     refreshes = 0

@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def single_threaded_opencv() -> None:
+    """For viewers. One frame every 300 ms is too little work to share out, and OpenCV's
+    thread pool keeps its workers spinning after every call: measured here, that was a
+    third of an idle window's CPU."""
+    import cv2
+
+    cv2.setNumThreads(0)
+
+
 def pixel_sum(image: np.ndarray) -> int | float:
     """The sum of every sample: an exact int for integer frames, a float otherwise.
 

@@ -22,7 +22,7 @@ from PyQt6.QtGui import (
     QRegion,
     QWheelEvent,
 )
-from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QSizePolicy, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QGridLayout, QMainWindow, QSizePolicy, QVBoxLayout, QWidget
 
 from viewer import imaging
 from viewer.errors import ShmviewError
@@ -135,8 +135,8 @@ class StreamPanel(QWidget):
     def __init__(self, name: str, *, raw: RawSpec | None = None, levels: tuple[float, float] | None = None):
         super().__init__()
         self.view = ImageView(self)
-        self.status = _line_label(self)  # its colour is the stream's state
-        self.pixel = _line_label(self)  # the pixel under the cursor
+        self.status = TextLine(self)  # its colour is the stream's state
+        self.pixel = TextLine(self)  # the pixel under the cursor
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.view, 1)
@@ -151,6 +151,7 @@ class StreamPanel(QWidget):
         font = self.status.font()
         font.setBold(True)
         self.status.setFont(font)
+        self.status.setFixedHeight(self.status.fontMetrics().height() + 4)
         self.attach(name)
 
     def attach(self, name: str) -> None:
@@ -248,13 +249,29 @@ def _describe(shape: tuple[int, ...], dtype: str) -> str:
     return "x".join(map(str, shape)) + f" {dtype}"
 
 
-def _line_label(parent: QWidget) -> QLabel:
-    """A one-line label whose text changes every refresh without re-laying out the window."""
-    label = QLabel(parent)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-    label.setMinimumHeight(label.fontMetrics().height() + 2)
-    return label
+class TextLine(QWidget):
+    """One line of text that changes every refresh. Unlike a QLabel, setting its text never
+    asks the window to lay itself out again: it only repaints its own strip."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.update()
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        p = QPainter(self)
+        p.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        p.drawText(self.rect().adjusted(2, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, self._text)
+        p.end()
 
 
 def status_text(s: Status, display_fps: float | None) -> str:
@@ -395,6 +412,7 @@ def run(names: Sequence[str], **options: object) -> int:
     from PyQt6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(["shmview"])
+    imaging.single_threaded_opencv()
     window = ViewerWindow(names, **options)  # type: ignore[arg-type]
     window.show()
     # Python runs signal handlers between bytecodes; the refresh timer gives it the chance.
