@@ -86,10 +86,13 @@ def run(
     start = time.monotonic()
     written = 0
     while not stop.is_set() and (frames is None or written < frames):
-        try:
-            frame, first = (first, None) if first is not None else (source.read(), None)
-        except NoFrameYet:
-            continue
+        if first is not None:
+            frame, first = first, None
+        else:
+            try:
+                frame = source.read()
+            except NoFrameYet:
+                continue
         if frame is None:
             break
         writer.write(convert(frame) if convert else frame)

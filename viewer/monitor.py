@@ -14,7 +14,7 @@ from viewer.errors import BusyError, StreamNotFoundError
 from viewer.imaging import pixel_sum
 from viewer.registry import pid_alive, read_record, record_stamp
 from viewer.shm import block_exists
-from viewer.stream import Frame, FrameReader, RawReader, StreamInfo, resolve_block
+from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
 
 WAITING, LIVE, STALE = "waiting", "live", "stale"
 STALE_AFTER_S = 2.0
@@ -128,7 +128,8 @@ class StreamMonitor:
         rec = read_record(self.name) if stamp is not None else None
         if rec is not None:
             self._stamp = stamp  # a half-written record is read again next time
-        return (rec.block if rec else resolve_block(self.name)) != self._reader.info.block
+        # No record: the name is a block name ("/psm_ab12" and "psm_ab12" are one block).
+        return (rec.block if rec else self.name.lstrip("/")) != self._reader.info.block
 
     def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
         """Copy a new frame, if there is one, into the spare buffer, never over the current

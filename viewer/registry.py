@@ -81,8 +81,8 @@ class StreamRecord:
         return rec
 
 
-def _record_path(name: str) -> Path:
-    return registry_dir() / f"{validate_name(name)}.json"
+def _record_path(name: str, *, recheck: bool = False) -> Path:
+    return registry_dir(recheck=recheck) / f"{validate_name(name)}.json"
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -115,7 +115,7 @@ class Claim:
 
     def __init__(self, name: str) -> None:
         self.name = validate_name(name)
-        self.path = registry_dir(recheck=True) / f"{name}.json"
+        self.path = _record_path(name, recheck=True)
         deadline = time.monotonic() + _CLAIM_PATIENCE_S
         while (fd := _try_lock(self.path, create=True)) is None:
             if time.monotonic() > deadline:

@@ -146,7 +146,6 @@ class StreamPanel(QWidget):
         self.fixed_levels = levels
         self.raw = raw
         self.last: Status | None = None
-        self.error = ""
         self._state = ""
         font = self.status.font()
         font.setBold(True)
@@ -170,11 +169,9 @@ class StreamPanel(QWidget):
         """Poll the stream once and repaint if a new frame arrived."""
         try:
             s = self.monitor.poll()
-            self.error = ""
         except ShmviewError as exc:  # a corrupt or foreign block: say so, try again next tick
-            self.error = str(exc)
             self.view.set_image(None)
-            self.view.set_overlay(self.error)
+            self.view.set_overlay(str(exc))
             self._set_status(f"{self.name} · UNUSABLE", STALE)
             return
         if s.new and s.frame is not None:
@@ -212,8 +209,6 @@ class StreamPanel(QWidget):
         qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
         self.view.set_image(qimage)
         self.shown += 1
-
-
 
     def _show_pixel(self, x: int, y: int) -> None:
         frame = self.last.frame if self.last else None
