@@ -234,3 +234,13 @@ def test_geometry_is_remembered(window):
     first.close()
     second = window("geo")
     assert (second.width(), second.height()) == (640, 360)
+
+
+def test_a_snapshot_that_cannot_be_written_is_a_message_not_a_crash(qtbot, tmp_path):
+    with FrameWriter("nowrite", (H, W, 3)) as w:
+        w.write(np.zeros((H, W, 3), np.uint8))
+        win = ViewerWindow(["nowrite"], interval_ms=MANUAL, snapshot_dir=tmp_path / "missing")
+        qtbot.addWidget(win)
+        win.refresh()
+        assert win.save_snapshots() == []
+        assert "snapshot failed" in win.statusBar().currentMessage()

@@ -388,7 +388,12 @@ class ViewerWindow(QMainWindow):
                 panel.view.set_zoom(panel.view.scale() * factor)
 
     def save_snapshots(self) -> list[Path]:
-        saved = [p for p in (panel.snapshot(self.snapshot_dir) for panel in self.panels) if p]
+        # A slot that raises aborts a PyQt6 program: a snapshot that fails is a message.
+        try:
+            saved = [p for p in (panel.snapshot(self.snapshot_dir) for panel in self.panels) if p]
+        except (ShmviewError, OSError) as exc:
+            self.statusBar().showMessage(f"snapshot failed: {exc}", 10000)
+            return []
         self.statusBar().showMessage("saved " + ", ".join(map(str, saved)) if saved else "no frame to save", 5000)
         return saved
 
