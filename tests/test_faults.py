@@ -175,18 +175,18 @@ def test_eight_readers_at_full_speed_see_no_torn_frame():
 def test_no_room_in_dev_shm_is_one_clear_error_and_nothing_half_made():
     vfs = os.statvfs("/dev/shm")
     total = vfs.f_blocks * vfs.f_frsize
-    shape = (32768, 32768, 4)
-    if np.prod(shape) * 8 <= total:
-        pytest.skip("/dev/shm is larger than the largest frame")
+    shape = (16384, 16384, 4)  # 1 GiB a frame: the default frame-size limit
+    if np.prod(shape) * 64 <= total:
+        pytest.skip("/dev/shm is larger than 64 of the largest frames")
     with pytest.raises(ShmviewError, match="cannot allocate"):
-        FrameWriter("huge", shape, "float64", slots=1)
+        FrameWriter("huge", shape, "uint8", slots=64)
     assert not (registry_dir() / "huge.json").exists()
     with FrameWriter("huge", (2, 2)):  # the name is free again
         pass
 
 
 def test_no_room_at_the_command_line_too():
-    done = cli("produce", "synthetic", "--name", "huge", "--size", "32768x32768", "--slots", "64")
+    done = cli("produce", "synthetic", "--name", "huge", "--size", "16384x16384", "--slots", "64")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot allocate" in done.stderr
 
 
@@ -232,7 +232,8 @@ def test_readers_never_write_even_when_asked_to():
         w.write(np.full((4, 4), 5, np.uint8))
         with pytest.raises((TypeError, ValueError)):
             r._v.pixels[0][:] = 0  # the mapping is read-only: numpy refuses the write
-        assert FrameReader("ro").read().image.max() == 5
+        with FrameReader("ro") as again:
+            assert again.read().image.max() == 5
 
 
 def test_header_is_validated_field_by_field():

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from viewer import (
+    DtypeError,
+    FormatError,
     FrameMismatchError,
     FrameReader,
     FrameWriter,
@@ -55,7 +57,7 @@ def test_reader_gets_a_private_copy_and_cannot_write_the_block():
         frame.image[:] = 0  # ours to change
         assert r.read().image.max() == 9
         with pytest.raises(TypeError):
-            r._block.buf[0] = 1  # the mapping itself is read-only
+            r._map.block.buf[0] = 1  # the mapping itself is read-only
 
 
 @pytest.mark.parametrize(
@@ -76,11 +78,12 @@ def test_invalid_names_are_refused(name):
 
 
 def test_bad_layouts_are_refused():
-    with pytest.raises(TypeError, match="int64"):
+    with pytest.raises(DtypeError, match="int64") as exc:
         FrameWriter("x", (4, 4), "int64")
-    with pytest.raises(ValueError, match="pixel format"):
+    assert isinstance(exc.value, TypeError)
+    with pytest.raises(FormatError, match="pixel format"):
         FrameWriter("x", (4, 4, 3), pixel_format="GRAY")
-    with pytest.raises(ValueError, match="slots"):
+    with pytest.raises(FormatError, match="slots"):
         FrameWriter("x", (4, 4), slots=0)
 
 
@@ -103,9 +106,12 @@ def test_a_live_name_cannot_be_taken_twice_and_is_free_after_close():
         pass
 
 
-def test_reader_attaches_by_block_name_too():
-    with FrameWriter("byblock", (2, 2)) as w, FrameReader(w.block_name) as r:
-        assert r.info.block == w.block_name
+def test_a_block_name_is_opened_only_when_asked_for():
+    with FrameWriter("byblock", (2, 2)) as w:
+        with pytest.raises(StreamNotFoundError):
+            FrameReader(w.block_name)  # a name means a stream in the user's registry, nothing else
+        with FrameReader.from_block(w.block_name) as r:
+            assert r.info.block == w.block_name
 
 
 def test_close_unlinks_block_and_record_and_is_idempotent():
@@ -144,7 +150,7 @@ def foreign_block():
 def test_garbage_header_is_a_protocol_error(foreign_block):
     foreign_block.buf[:] = np.random.default_rng(1).integers(0, 256, 4096, np.uint8).tobytes()
     with pytest.raises(ProtocolError, match="no shmview header"):
-        FrameReader(foreign_block.name)
+        FrameReader.from_block(foreign_block.name)
 
 
 def test_raw_reader_reads_a_bare_array_and_refuses_too_big_a_shape(foreign_block):

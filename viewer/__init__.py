@@ -5,6 +5,8 @@
 
 from viewer.errors import (
     BusyError,
+    DtypeError,
+    FormatError,
     FrameMismatchError,
     InvalidNameError,
     ProtocolError,
@@ -20,6 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BusyError",
+    "DtypeError",
+    "FormatError",
     "Frame",
     "FrameMismatchError",
     "FrameReader",

@@ -33,6 +33,14 @@ class FrameMismatchError(ShmviewError, ValueError):
     """A frame whose shape or dtype differs from the stream's."""
 
 
+class FormatError(ShmviewError, ValueError):
+    """A shape, pixel format, slot count or frame size a stream cannot carry."""
+
+
+class DtypeError(FormatError, TypeError):
+    """A dtype a stream cannot carry (shmview takes uint8, uint16, float32 and float64)."""
+
+
 class SourceNotFoundError(ShmviewError):
     """A producer's device, file or folder is not there or cannot be opened."""
 

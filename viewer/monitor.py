@@ -4,21 +4,24 @@ re-attach when its producer comes back. The headless viewer and the window share
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.errors import BusyError, StreamNotFoundError
+from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.imaging import pixel_sum
-from viewer.registry import pid_alive, read_record, record_stamp
-from viewer.shm import block_exists
+from viewer.registry import is_live, reap, record_path, record_stamp
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
 
-WAITING, LIVE, STALE = "waiting", "live", "stale"
+log = logging.getLogger(__name__)
+
+WAITING, LIVE, STALE, ERROR = "waiting", "live", "stale", "error"
 STALE_AFTER_S = 2.0
 FPS_WINDOW_S = 1.0
+REAP_AFTER_S = 1.0  # a dead producer's manager cleans up within milliseconds; then we do
 
 
 class RateMeter:
@@ -62,10 +65,19 @@ class Status:
     sum: int | float | None = None
     fps: float | None = None
     latency_ms: float | None = None
+    error: str | None = None  # why the state is ERROR
+
+
+Reader = FrameReader | RawReader
 
 
 class StreamMonitor:
-    """Polls one stream. ProtocolError escapes poll(): what to do with it is the caller's.
+    """Polls one stream, and never raises: whatever goes wrong with the stream (a corrupt
+    or foreign block, an OS error, a header out of range) is an ERROR status naming it,
+    and the next poll tries again.
+
+    A stream name is followed through the user's registry only; a block name is
+    followed only when asked (``block=True``, or ``raw`` for a bare array).
 
     Frames are read into two buffers used in turn, so a viewer refreshing every 300 ms does
     not allocate (and page-fault) a fresh frame each time: a Status's frame stays intact
@@ -73,73 +85,93 @@ class StreamMonitor:
     it to keep it longer.
     """
 
-    def __init__(self, name: str, *, raw: RawSpec | None = None, stale_after_s: float = STALE_AFTER_S):
+    def __init__(
+        self,
+        name: str,
+        *,
+        raw: RawSpec | None = None,
+        block: bool = False,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> None:
         self.name = name
         self.raw = raw
+        self.by_block = block or raw is not None
         self.stale_after_s = stale_after_s
-        self._reader: FrameReader | RawReader | None = None
+        self._reader: Reader | None = None
         self._frame: Frame | None = None
         self._sum: int | float | None = None
         self._latency_ms: float | None = None  # age of the newest frame when it was copied
-        self._seen = 0
+        self._seen = 0  # frames_written when the newest frame we took was published
         self._last_new = 0.0
+        self._dead_since: float | None = None
         self._rate = RateMeter()
         self._stamp: tuple[int, int] | None = None  # of the registry record last followed
         self._spare = np.empty(0)  # the buffer the next frame is copied into
 
     def poll(self) -> Status:
-        now = time.monotonic()
+        try:
+            return self._poll(time.monotonic())
+        except Exception as exc:  # a viewer must outlive any one bad stream
+            log.debug("%s: %s", self.name, exc, exc_info=True)
+            reason = str(exc) if isinstance(exc, ShmviewError) else f"{type(exc).__name__}: {exc}"
+            info = self._reader.info if self._reader is not None else None
+            return Status(self.name, ERROR, info, self._frame, error=reason)
+
+    def _poll(self, now: float) -> Status:
         self._follow(now)
         reader = self._reader
         if reader is None:
             return Status(self.name, WAITING)
         new = self._take_new_frame(reader, now)
+        state = self._state(reader, now, new)
+        fps = self._rate.add(now, self._seen) if isinstance(reader, FrameReader) else None
         return Status(
-            self.name, self._state(reader, now, new), reader.info, self._frame, new, self._sum,
-            self._fps(reader, now), self._latency_ms,
+            self.name, state, reader.info, self._frame, new, self._sum,
+            0.0 if state == STALE and fps is not None else fps, self._latency_ms,
         )
 
+    def _open(self) -> Reader:
+        if self.raw:
+            return RawReader(self.name, self.raw.shape, self.raw.dtype, self.raw.pixel_format)
+        return FrameReader.from_block(self.name) if self.by_block else FrameReader(self.name)
+
     def _follow(self, now: float) -> None:
-        """Attach if not attached, or re-attach if the name now points to another block."""
-        if self._reader is not None and (self.raw or not self._moved()):
+        """Attach if not attached, or re-attach if the stream now lives in another block."""
+        if self._reader is not None and not self._moved():
             return
         try:
-            if self.raw:
-                reader: FrameReader | RawReader = RawReader(
-                    self.name, self.raw.shape, self.raw.dtype, self.raw.pixel_format
-                )
-            else:
-                reader = FrameReader(self.name)
+            reader = self._open()
         except StreamNotFoundError:
             return  # not there (yet, or any more): keep what we had, if anything
         self.close()
-        self._reader, self._seen, self._last_new = reader, 0, now
+        self._reader, self._seen, self._last_new, self._dead_since = reader, 0, now, None
         self._frame = self._sum = self._latency_ms = None
         self._rate.clear()
         self._spare = np.empty(reader.layout.shape, reader.layout.dtype)
 
     def _moved(self) -> bool:
-        """Whether the name points to another block now (its producer restarted). Reads the
-        registry record only when the record file changed: a stat() per poll otherwise."""
+        """Whether the stream now lives in another block (its producer restarted), judged
+        by identity (inode, creation stamp), never by name. For a stream name, the record
+        is read again only when its file changed: one stat() per poll otherwise."""
         assert self._reader is not None
+        if self.by_block:
+            return self._reader.replaced()
         stamp = record_stamp(self.name)
         if stamp is not None and stamp == self._stamp:
             return False
-        rec = read_record(self.name) if stamp is not None else None
-        if rec is not None:
-            self._stamp = stamp  # a half-written record is read again next time
-        # No record: the name is a block name ("/psm_ab12" and "psm_ab12" are one block).
-        return (rec.block if rec else self.name.lstrip("/")) != self._reader.info.block
+        moved = self._reader.replaced()
+        if not moved:
+            self._stamp = stamp
+        return moved
 
-    def _take_new_frame(self, reader: FrameReader | RawReader, now: float) -> bool:
+    def _take_new_frame(self, reader: Reader, now: float) -> bool:
         """Copy a new frame, if there is one, into the spare buffer, never over the current
         frame: a copy that fails its consistency check must not spoil what is shown."""
         spare = self._spare
         if isinstance(reader, RawReader):
             frame = reader.read(spare)  # a bare array has no counter: every look is new
         else:
-            written = reader.frames_written
-            if written == self._seen:
+            if reader.frames_written == self._seen:
                 return False
             try:
                 frame = reader.read(spare)
@@ -147,8 +179,8 @@ class StreamMonitor:
                 return False
             if frame is None:
                 return False
-            self._seen = written
-            assert frame.timestamp_ns is not None
+            assert frame.index is not None and frame.timestamp_ns is not None
+            self._seen = frame.index + 1  # the frame we got, which may be newer than we asked
             self._latency_ms = (time.time_ns() - frame.timestamp_ns) / 1e6
         self._spare = self._frame.image if self._frame is not None else np.empty_like(spare)
         self._frame = frame
@@ -156,21 +188,29 @@ class StreamMonitor:
         self._last_new = now
         return True
 
-    def _state(self, reader: FrameReader | RawReader, now: float, new: bool) -> str:
+    def _state(self, reader: Reader, now: float, new: bool) -> str:
         if isinstance(reader, RawReader):
-            return LIVE if block_exists(reader.info.block) else STALE
-        if reader.closed_by_producer:
+            return STALE if reader.replaced() else LIVE
+        if reader.closed_by_producer or self._producer_gone(reader, now):
             return STALE
         if new:
-            return LIVE  # a frame just arrived: its producer is alive
-        gone = not pid_alive(reader.info.producer_pid or 0)
-        return STALE if gone or now - self._last_new > self.stale_after_s else LIVE
+            return LIVE
+        return STALE if now - self._last_new > self.stale_after_s else LIVE
 
-    def _fps(self, reader: FrameReader | RawReader, now: float) -> float | None:
-        """Producer frames per second over the last second of polls."""
-        if isinstance(reader, RawReader):
-            return None
-        return self._rate.add(now, reader.frames_written)
+    def _producer_gone(self, reader: FrameReader, now: float) -> bool:
+        """By the record's lock (the kernel's word), or for a block opened by name, by the
+        block being unlinked. A dead producer's record left behind (its whole process
+        group was killed) is reaped after a grace period its manager would have used."""
+        if self.by_block:
+            return reader.replaced()
+        if is_live(self.name):
+            self._dead_since = None
+            return False
+        if self._dead_since is None:
+            self._dead_since = now
+        elif now - self._dead_since > REAP_AFTER_S:
+            reap(record_path(self.name))
+        return True
 
     def close(self) -> None:
         if self._reader is not None:

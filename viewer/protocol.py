@@ -17,8 +17,8 @@ Block header (HEADER_SIZE = 128 bytes, written once before ``state`` becomes LIV
      32     8  8s    dtype            numpy dtype.str, ASCII, NUL padded: "|u1" "<u2" "<f4" "<f8"
      40     8  8s    pixel_format     ASCII, NUL padded: GRAY BGR RGB BGRA RGBA
      48     8  u64   slot_stride      bytes from one slot to the next; multiple of 64
-     56     8  u64   producer_pid
-     64     8  u64   created_ns       CLOCK_REALTIME (time.time_ns) when the block was made
+     56     8  u64   producer_pid     1 .. 2**31 - 1
+     64     8  u64   created_ns       CLOCK_REALTIME (time.time_ns) when the block was made; < 2**63
      72     8  u64   state            0 initialising, 1 live, 2 closed       (mutable)
      80     8  u64   frames_written   frames published; newest index is this - 1   (mutable)
      88    40  -     reserved, zero
@@ -31,22 +31,28 @@ Slot i starts at header_size + i * slot_stride:
      24    40  -     reserved, zero
      64     *  pixels, C order, frame_bytes = height * width * channels * itemsize
 
+frame_bytes is at most max_frame_bytes() (1 GiB unless $SHMVIEW_MAX_FRAME_BYTES says more).
+
 Frame k goes to slot k % slot_count. The writer bumps seq to odd, copies the pixels,
 stores index and timestamp, bumps seq to even, and only then stores frames_written =
-k + 1. A reader takes frames_written, copies slot (n - 1) % slot_count between two
-loads of seq and keeps the copy only if both loads are equal, even, and index == n - 1.
+k + 1. A reader takes frames_written, checks that slot (n - 1) % slot_count holds frame n - 1
+(seq even, index == n - 1) before copying it, copies it, and keeps the copy only if seq
+and index did not move meanwhile.
 The argument relies on x86-64 (TSO) keeping stores in order and loads in order;
 CPython issues no memory barriers, so weakly ordered CPUs (ARM64) are not covered.
 """
 
 from __future__ import annotations
 
+import math
+import operator
+import os
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.errors import ProtocolError
+from viewer.errors import DtypeError, FormatError, ProtocolError
 
 MAGIC = b"SHMVIEW\0"
 VERSION = 1
@@ -56,6 +62,10 @@ ALIGN = 64
 MAX_SLOTS = 64
 MAX_SIDE = 32768
 MAX_CHANNELS = 4
+MAX_PID = 2**31 - 1  # pid_t is a signed 32-bit int; Linux's pid_max is at most 2**22
+MAX_NS = 2**63 - 1  # time_ns() fits a signed 64-bit int
+DEFAULT_MAX_FRAME_BYTES = 2**30
+MAX_FRAME_ENV = "SHMVIEW_MAX_FRAME_BYTES"
 
 STATE_INITIALISING = 0
 STATE_LIVE = 1
@@ -96,7 +106,7 @@ class Layout:
 
     @property
     def frame_bytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     @property
     def block_size(self) -> int:
@@ -109,28 +119,71 @@ class Layout:
         return self.slot_offset(slot) + SLOT_HEADER_SIZE
 
 
+def max_frame_bytes() -> int:
+    """The largest frame readers and writers accept: 1 GiB, or ``$SHMVIEW_MAX_FRAME_BYTES``.
+
+    The cap bounds what a hostile or broken header can make a reader allocate and copy
+    (a sparse block can claim a 32 GiB frame and cost nothing to its maker).
+    """
+    text = os.environ.get(MAX_FRAME_ENV, "")
+    try:
+        return int(text) if text else DEFAULT_MAX_FRAME_BYTES
+    except ValueError:
+        raise FormatError(f"${MAX_FRAME_ENV} must be a number of bytes, got {text!r}") from None
+
+
+def _dtype(dtype: object) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        name = dt.name if dt is not None else repr(dtype)
+        raise DtypeError(f"dtype {name} is not supported; use one of {', '.join(DTYPES)}", dtype=name)
+    return dt
+
+
+def _check_shape(shape: tuple[int, ...]) -> int:
+    """Return the channel count of a valid shape; FormatError naming the problem if not."""
+    if len(shape) not in (2, 3):
+        raise FormatError(f"shape must be (height, width) or (height, width, channels), got {shape}")
+    h, w = shape[:2]
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise FormatError(f"height and width must be 1 to {MAX_SIDE}, got {w}x{h} (shape {shape})")
+    channels = shape[2] if len(shape) == 3 else 1
+    if channels not in _DEFAULT_FORMAT:
+        raise FormatError(
+            f"{channels} channels are not supported: use 1 (GRAY), 3 (BGR or RGB) or 4 (BGRA or RGBA)"
+        )
+    return channels
+
+
 def make_layout(
     shape: tuple[int, ...], dtype: object, pixel_format: str | None, slots: int
 ) -> Layout:
-    """Check what a writer asks for and return its layout (ValueError/TypeError if bad)."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or not all(1 <= s <= MAX_SIDE for s in shape[:2]):
-        raise ValueError(f"shape must be (height, width) or (height, width, channels), got {shape}")
-    dt = np.dtype(dtype)
-    if dt.name not in DTYPES:
-        raise TypeError(f"dtype {dt.name} is not supported; use one of {', '.join(DTYPES)}")
-    channels = shape[2] if len(shape) == 3 else 1
+    """Check what a writer asks for and return its layout (a FormatError naming the problem)."""
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise FormatError(f"shape must be a tuple of integers, got {shape!r}") from None
+    channels = _check_shape(shape)
+    dt = _dtype(dtype)
     if pixel_format is None:
-        pixel_format = _DEFAULT_FORMAT.get(channels, "")
+        pixel_format = _DEFAULT_FORMAT[channels]
     if PIXEL_FORMATS.get(pixel_format) != channels:
-        raise ValueError(
-            f"pixel format {pixel_format or '(none)'} does not fit {channels} channel(s); "
-            f"use one of {', '.join(f for f, c in PIXEL_FORMATS.items() if c == channels) or 'GRAY'}"
-        )
+        fits = ", ".join(f for f, c in PIXEL_FORMATS.items() if c == channels)
+        raise FormatError(f"pixel format {pixel_format!r} does not fit {channels} channel(s); use {fits}")
     if not 1 <= slots <= MAX_SLOTS:
-        raise ValueError(f"slots must be between 1 and {MAX_SLOTS}, got {slots}")
+        raise FormatError(f"slots must be between 1 and {MAX_SLOTS}, got {slots}")
     dt = dt.newbyteorder("<")  # the block is always little-endian; copyto converts
-    stride = _round_up(SLOT_HEADER_SIZE + int(np.prod(shape)) * dt.itemsize)
+    frame_bytes = math.prod(shape) * dt.itemsize
+    if frame_bytes > (cap := max_frame_bytes()):
+        raise FormatError(
+            f"a {shape[1]}x{shape[0]} {dt.name} frame is {frame_bytes:,} bytes, over the "
+            f"{cap:,}-byte limit (raise it with {MAX_FRAME_ENV})",
+            frame_bytes=frame_bytes,
+        )
+    stride = _round_up(SLOT_HEADER_SIZE + frame_bytes)
     return Layout(shape, dt, pixel_format, slots, HEADER_SIZE, stride)
 
 
@@ -183,6 +236,10 @@ def parse_header(data: bytes, block_size: int) -> Header:
         if ndim not in (2, 3) or (ndim == 2 and c != 1) or c > MAX_CHANNELS:
             raise ValueError(f"bad dimensions ndim={ndim} channels={c}")
         layout = make_layout(shape, dtype_name, pixel_format, slots)
+    except FormatError as exc:
+        if "frame_bytes" in exc.details:  # a real header, just bigger than this reader takes
+            raise ProtocolError(str(exc), **exc.details) from None
+        raise ProtocolError(f"corrupt stream header: {exc}") from None
     except KeyError:
         raise ProtocolError(f"corrupt stream header: dtype {dt!r} is not supported") from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
@@ -191,9 +248,22 @@ def parse_header(data: bytes, block_size: int) -> Header:
         raise ProtocolError(f"corrupt stream header: header_size {header_size}")
     if stride < layout.slot_stride or stride % ALIGN:
         raise ProtocolError(f"corrupt stream header: slot stride {stride}")
+    if not 0 < pid <= MAX_PID:
+        raise ProtocolError(f"corrupt stream header: producer pid {pid}")
+    if created > MAX_NS:
+        raise ProtocolError(f"corrupt stream header: created_ns {created}")
     layout = Layout(layout.shape, layout.dtype, layout.pixel_format, slots, header_size, stride)
     if layout.block_size > block_size:
         raise ProtocolError(
             f"header describes {layout.block_size} bytes but the block has {block_size}"
         )
     return Header(layout, pid, created)
+
+
+def created_ns_of(data: bytes) -> int | None:
+    """The creation stamp of a shmview block from its first STATE_OFFSET bytes, or None
+    if they are not a shmview header: how a block is told apart from a later one of the
+    same name."""
+    if len(data) < _FIXED.size or data[:8] != MAGIC:
+        return None
+    return int.from_bytes(data[64:72], "little")

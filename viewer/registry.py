@@ -3,9 +3,9 @@
 One file per stream, ``<registry>/<name>.json``, mode 0600 in a 0700 directory. The
 producer holds an exclusive ``flock`` on that file for as long as the stream lives, so
 the kernel, not a pid check, says whether the owner is gone: the lock dies with the
-last process holding it (the producer, and its SharedMemoryManager server, which
-inherits the descriptor). Nothing read from these files is evaluated: they are JSON
-with four checked fields.
+producer, however it dies (children it forks close their copy of the descriptor). Nothing
+read from these files is evaluated: they are small JSON with four checked fields, opened
+without following links or blocking on FIFOs.
 """
 
 from __future__ import annotations
@@ -18,14 +18,18 @@ import os
 import re
 import stat
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from viewer.errors import InvalidNameError, StreamExistsError
+from viewer import protocol as P
+from viewer.errors import InvalidNameError, ShmviewError, StreamExistsError
+from viewer.shm import is_block_name, open_block, unlink_block
 
 ENV_DIR = "SHMVIEW_REGISTRY"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CLAIM_PATIENCE_S = 0.5  # a lister may hold a dead stream's lock for microseconds
+_RECORD_MAX_BYTES = 4096
 
 
 def validate_name(name: str) -> str:
@@ -73,16 +77,28 @@ class StreamRecord:
 
     @classmethod
     def parse(cls, text: str) -> StreamRecord | None:
+        """The record in ``text``, or None if it is not one (half-written, corrupt, forged)."""
         try:
             raw = json.loads(text)
-            rec = cls(str(raw["name"]), str(raw["block"]), int(raw["pid"]), int(raw["created_ns"]))
+            rec = cls(raw["name"], raw["block"], raw["pid"], raw["created_ns"])
         except (ValueError, KeyError, TypeError):
             return None
-        return rec
+        fields_ok = (
+            isinstance(rec.name, str) and _NAME.fullmatch(rec.name)
+            and isinstance(rec.block, str) and is_block_name(rec.block)
+            and type(rec.pid) is int and 0 < rec.pid <= P.MAX_PID
+            and type(rec.created_ns) is int and 0 <= rec.created_ns <= P.MAX_NS
+        )
+        return rec if fields_ok else None
 
 
 def _record_path(name: str, *, recheck: bool = False) -> Path:
     return registry_dir(recheck=recheck) / f"{validate_name(name)}.json"
+
+
+def record_path(name: str) -> Path:
+    """Where the record of stream ``name`` lives (whether or not it exists)."""
+    return _record_path(name)
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -93,11 +109,27 @@ def _same_file(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def _open_record(path: Path, flags: int) -> int:
+    """Open a record without following links or blocking on a FIFO; only a regular file."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+    return fd
+
+
+def _record_in(fd: int) -> StreamRecord | None:
+    data = os.pread(fd, _RECORD_MAX_BYTES + 1, 0)
+    if len(data) > _RECORD_MAX_BYTES:
+        return None
+    return StreamRecord.parse(data.decode("utf-8", "replace"))
+
+
 def _try_lock(path: Path, *, create: bool) -> int | None:
     """Open ``path`` and take its exclusive lock; None if another process holds it."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
     while True:
-        fd = os.open(path, flags, 0o600)
+        fd = _open_record(path, flags)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -110,8 +142,15 @@ def _try_lock(path: Path, *, create: bool) -> int | None:
             return None
 
 
+_claims: weakref.WeakSet[Claim] = weakref.WeakSet()
+
+
 class Claim:
-    """Exclusive ownership of a stream name, held until release()."""
+    """Exclusive ownership of a stream name, held until release().
+
+    The lock is this process's alone: a forked child closes its copy at once (see
+    _forget_claims_in_child), so a producer's children never keep its name alive.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = validate_name(name)
@@ -126,6 +165,10 @@ class Claim:
                 )
             time.sleep(0.01)
         self.fd: int | None = fd
+        _claims.add(self)
+        old = _record_in(fd)
+        if old is not None:  # a dead producer's record: its block may still be there
+            _reap_block(old)
 
     def publish(self, block: str, created_ns: int) -> StreamRecord:
         rec = StreamRecord(self.name, block, os.getpid(), created_ns)
@@ -143,14 +186,30 @@ class Claim:
         os.close(self.fd)
         self.fd = None
 
+    def _forget(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the parent's lock stays: it is on the parent's descriptor too
+            self.fd = None
+
+
+def _forget_claims_in_child() -> None:
+    for claim in list(_claims):
+        claim._forget()
+
+
+os.register_at_fork(after_in_child=_forget_claims_in_child)
+
 
 def read_record(name: str) -> StreamRecord | None:
     """The record a name points to, or None. Says nothing about liveness."""
     try:
-        text = _record_path(name).read_text()
-    except (FileNotFoundError, IsADirectoryError):
+        fd = _open_record(_record_path(name), os.O_RDONLY)
+    except OSError:
         return None
-    return StreamRecord.parse(text)
+    try:
+        return _record_in(fd)
+    finally:
+        os.close(fd)
 
 
 def record_stamp(name: str) -> tuple[int, int] | None:
@@ -163,52 +222,72 @@ def record_stamp(name: str) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def remove_if_dead(path: Path) -> bool:
-    """Delete a record whose owner is gone (its lock is free). True if it was dead."""
+def is_live(name: str) -> bool:
+    """Whether stream ``name`` has a running producer: its record's lock is held.
+
+    The kernel drops the lock when the producer dies, however it dies; a pid in the
+    record could meanwhile belong to another process, so pids are never asked.
+    """
     try:
-        fd = _try_lock(path, create=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP):
-            return True
-        raise
-    if fd is None:
+        fd = _open_record(_record_path(name), os.O_RDONLY)
+    except OSError:
         return False
     try:
-        path.unlink(missing_ok=True)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our shared lock, if we got it
+    return False
+
+
+def _reap_block(rec: StreamRecord) -> bool:
+    """Unlink the block a dead producer's record names, if it is ours and really that
+    stream's block (same creation stamp). True if a block was removed."""
+    try:
+        fd = open_block(rec.block)
+    except ShmviewError:
+        return False  # gone already, or not ours to remove
+    try:
+        created = P.created_ns_of(os.pread(fd, P.STATE_OFFSET, 0))
     finally:
         os.close(fd)
+    if created != rec.created_ns:
+        return False
+    unlink_block(rec.block)
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie (Linux: checked in /proc)."""
-    if pid <= 0:
-        return False
+def reap(path: Path) -> StreamRecord | None:
+    """Remove a record whose producer is gone (its lock is free), with the block it names.
+
+    Returns the removed record (None if the stream is live or there was no record). This
+    is how the block and name of a producer killed with its whole process group (manager
+    and resource tracker included) are cleaned up by the next shmview command.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        fd = _try_lock(path, create=False)
+    except OSError:
+        return None
+    if fd is None:
+        return None
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except ProcessLookupError:  # it exited between open() and read()
-        return False
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # no procfs: trust kill()
-    return data.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
+        rec = _record_in(fd)
+        if rec is not None:
+            _reap_block(rec)
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    return rec
 
 
 def live_records() -> list[StreamRecord]:
-    """Records of streams whose producer still runs; stale records are removed."""
+    """Records of streams whose producer still runs; dead ones are reaped on the way."""
     found = []
     for path in sorted(registry_dir().glob("*.json")):
-        try:
-            rec = StreamRecord.parse(path.read_text())
-        except FileNotFoundError:
+        if reap(path) is not None or not _NAME.fullmatch(path.stem):
             continue
-        if rec is not None and pid_alive(rec.pid):
+        rec = read_record(path.stem)
+        if rec is not None and rec.name == path.stem:
             found.append(rec)
-        else:  # owner gone (or record half-written: then its lock is held and it stays)
-            remove_if_dead(path)
     return found

@@ -4,21 +4,23 @@ readers' read-only mappings of it.
 Readers deliberately do not use ``SharedMemory(name)``. On Python < 3.13 it registers
 the block with the reader's resource tracker, which unlinks the producer's block when
 the reader exits (CPython gh-82300), and its constructor unlinks the block when mmap
-fails, for example on EMFILE (gh-153279). A read-only ``mmap`` of ``shm_open`` has
-neither problem, costs one descriptor only while attaching, and a reader can never
-write into a producer's frames.
+fails, for example on EMFILE (gh-153279). A read-only ``mmap`` of the file in /dev/shm
+has neither problem, and a reader can never write into a producer's frames.
 """
 
 from __future__ import annotations
 
-import _posixshmem  # the shm_open() behind multiprocessing.shared_memory; POSIX only
 import contextlib
+import errno
 import mmap
 import multiprocessing
 import os
 import re
+import select
 import signal
+import stat
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.managers import SharedMemoryManager
 
@@ -30,34 +32,51 @@ SHM_DIR = "/dev/shm"
 _BLOCK_NAME = re.compile(r"/?[^/\0]{1,250}")
 
 
+def _watch_producer(pid: int, on_orphaned: Callable[[], None] | None) -> None:
+    """Wait for process ``pid`` to end, then clean up after it and end this process.
+
+    A pidfd says when that one process ends. ``parent_process().join()`` would wait on a
+    pipe that every child the producer forks inherits, so a producer killed while its
+    child runs would keep its block and name for as long as the child lives.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): poll the parent instead
+        while os.getppid() == pid:
+            time.sleep(0.2)
+    else:
+        select.select([fd], [], [])
+    if on_orphaned is not None:
+        on_orphaned()
+    os._exit(0)
+
+
 def _manager_init(on_orphaned: Callable[[], None] | None) -> None:
     """Runs in the SharedMemoryManager server: tie its life to the producer's.
 
     ``serve_forever`` never checks its parent, so after SIGKILL of the producer the
-    server would keep the block alive forever. This thread ends it instead; the
-    resource tracker, whose last client it was, then unlinks the block.
+    server would keep the block alive forever. A thread watches the producer instead.
+
+    Stop signals are ignored here: a SIGTERM or Ctrl-C to the whole process group
+    (``timeout``, ``kill -- -PGID``, systemd) reaches the producer too, whose handler
+    shuts this server down in order; dying first would leave the block to the resource
+    tracker, which unlinks it with a "leaked shared_memory objects" warning.
     """
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the producer handles hang-up and shuts us down
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
-
-    def exit_with_parent() -> None:
-        assert parent is not None
-        parent.join()
-        if on_orphaned is not None:
-            on_orphaned()
-        os._exit(0)
-
-    threading.Thread(target=exit_with_parent, name="shmview-orphan-watch", daemon=True).start()
+    assert parent is not None and parent.pid is not None
+    threading.Thread(
+        target=_watch_producer, args=(parent.pid, on_orphaned), name="shmview-orphan-watch", daemon=True
+    ).start()
 
 
 def _start_method() -> str:
-    # fork: the server must not re-import the user's __main__ (spawn and forkserver do),
-    # and it must inherit the registry lock so the name stays claimed while it cleans up.
+    # fork: the server must not re-import the user's __main__ (spawn and forkserver do).
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _check_room(size: int) -> None:
+def check_room(size: int) -> None:
     """Refuse at once what cannot fit: fallocate on tmpfs would first fill memory, then fail."""
     try:
         vfs = os.statvfs(SHM_DIR)
@@ -81,7 +100,7 @@ class OwnedBlock:
                 "a FrameWriter cannot be made in a daemonic process: its SharedMemoryManager needs a "
                 "child process (start this process with daemon=False)"
             )
-        _check_room(size)
+        check_room(size)
         self._manager: SharedMemoryManager | None = SharedMemoryManager(
             ctx=multiprocessing.get_context(_start_method())
         )
@@ -122,36 +141,100 @@ class OwnedBlock:
 
 
 def is_block_name(name: str) -> bool:
-    return bool(_BLOCK_NAME.fullmatch(name))
+    return bool(_BLOCK_NAME.fullmatch(name)) and name.lstrip("/") not in (".", "..")
 
 
-def block_exists(name: str) -> bool:
+def open_block(name: str) -> int:
+    """A read-only descriptor of block ``name``, which must be a regular file of ours.
+
+    /dev/shm is writable by every user: a name there may be someone else's block, a FIFO
+    (a plain open would block forever), a symlink or a folder. O_NOFOLLOW and O_NONBLOCK
+    make opening any of them safe, and fstat then says what it is.
+    """
+    if not is_block_name(name):
+        raise StreamNotFoundError(f"{name!r} is not a valid shared-memory block name", name=name)
+    path = os.path.join(SHM_DIR, name.lstrip("/"))
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        os.close(_posixshmem.shm_open("/" + name.lstrip("/"), os.O_RDONLY, 0))
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise StreamNotFoundError(f"no shared-memory block named {name!r}", name=name) from None
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise ProtocolError(f"cannot open block {name!r}: {why}", name=name) from None
+    st = os.fstat(fd)
+    problem = _not_ours(st)
+    if problem:
+        os.close(fd)
+        raise ProtocolError(f"block {name!r} {problem}; not opening it", name=name)
+    return fd
+
+
+def _not_ours(st: os.stat_result) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    return None
+
+
+def forget_block(name: str) -> None:
+    """Tell this process's resource tracker that block ``name`` needs no clean-up."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister("/" + name.lstrip("/"), "shared_memory")
+
+
+def block_identity(name: str) -> tuple[int, int] | None:
+    """(device, inode) of the block now linked under ``name``, or None if there is none."""
+    try:
+        st = os.stat(os.path.join(SHM_DIR, name.lstrip("/")), follow_symlinks=False)
     except OSError:
-        return False
-    return True
+        return None
+    return st.st_dev, st.st_ino
+
+
+def unlink_block(name: str) -> None:
+    """Remove a block of ours from /dev/shm (its memory lives on while mapped)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(SHM_DIR, name.lstrip("/")))
 
 
 class ReadOnlyBlock:
-    """A read-only mapping of an existing block. Costs no descriptor once made."""
+    """A read-only mapping of an existing block of ours.
+
+    It keeps one descriptor for as long as it is open (the mapping holds one anyway), to
+    check before each copy that the owner has not shrunk the block, which would turn the
+    copy into a SIGBUS, and to tell whether the block was replaced or unlinked.
+    """
 
     def __init__(self, name: str) -> None:
-        if not is_block_name(name):
-            raise StreamNotFoundError(f"{name!r} is not a valid shared-memory block name", name=name)
         self.name = name.lstrip("/")
+        self._fd = open_block(name)
         try:
-            fd = _posixshmem.shm_open("/" + self.name, os.O_RDONLY, 0)
-        except FileNotFoundError:
-            raise StreamNotFoundError(f"no stream or block named {name!r}", name=name) from None
-        try:
-            self.size = os.fstat(fd).st_size
+            st = os.fstat(self._fd)
+            self.size, self.identity = st.st_size, (st.st_dev, st.st_ino)
             if self.size == 0:
                 raise ProtocolError(f"block {name!r} is empty", name=name)
-            self._mmap: mmap.mmap | None = mmap.mmap(fd, self.size, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
+            self._mmap: mmap.mmap | None = mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self.buf = memoryview(self._mmap)
+
+    def check_size(self, needed: int) -> None:
+        """ProtocolError if the block now holds fewer than ``needed`` bytes.
+
+        Only a shrink between this check and the copy after it can still fault; the
+        protocol forbids writers to shrink a block at all.
+        """
+        size = os.fstat(self._fd).st_size
+        if size < needed:
+            raise ProtocolError(f"block {self.name!r} shrank to {size:,} bytes under the reader", name=self.name)
+
+    def unlinked(self) -> bool:
+        """Whether the block is no longer reachable under any name (its owner removed it)."""
+        return os.fstat(self._fd).st_nlink == 0 or block_identity(self.name) != self.identity
 
     def close(self) -> None:
         """Unmap. Safe to call twice; numpy views over ``buf`` must be gone first."""
@@ -160,3 +243,4 @@ class ReadOnlyBlock:
         self.buf.release()
         self._mmap.close()
         self._mmap = None
+        os.close(self._fd)

@@ -5,19 +5,26 @@ The layout and the write/read procedures are in viewer/protocol.py (docs/PROTOCO
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import time
-from dataclasses import dataclass
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 import numpy as np
 
 from viewer import protocol as P
-from viewer.errors import BusyError, FrameMismatchError, InvalidNameError, ProtocolError, ShmviewError
-from viewer.registry import Claim, read_record, validate_name
-from viewer.shm import OwnedBlock, ReadOnlyBlock, is_block_name
+from viewer.errors import BusyError, FrameMismatchError, ProtocolError, ShmviewError, StreamNotFoundError
+from viewer.registry import Claim, StreamRecord, is_live, read_record, reap, record_path, validate_name
+from viewer.shm import OwnedBlock, ReadOnlyBlock, forget_block
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +35,12 @@ MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than t
 class Frame:
     """One consistent frame: a private copy of the pixels and the writer's stamps."""
 
-    image: np.ndarray
+    image: np.ndarray = field(repr=False)
     index: int | None  # None for raw blocks, which carry no stamps
     timestamp_ns: int | None
+
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, shape={self.image.shape}, dtype={self.image.dtype.name})"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,31 @@ class _Views:
         )
 
 
+class _CleanUpAfter:
+    """What the SharedMemoryManager server does when the producer dies without closing:
+    remove the stream's record and block, and tell the resource tracker (which it shares
+    with the producer) that the block is gone, so it has nothing to warn about."""
+
+    def __init__(self, record: Path) -> None:
+        self.record = record
+
+    def __call__(self) -> None:
+        rec = reap(self.record)
+        if rec is not None:
+            forget_block(rec.block)
+
+
+_open_writers: weakref.WeakSet[FrameWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    """A writer left open at a normal exit still removes its record and block. (atexit
+    runs this before multiprocessing's own exit handler stops the manager.)"""
+    for writer in list(_open_writers):
+        writer.close()
+
+
 class FrameWriter(_Closing):
     """Owns a stream: one block with a header and ``slots`` frame slots.
 
@@ -108,7 +143,8 @@ class FrameWriter(_Closing):
         self._block: OwnedBlock | None = None
         self._claim = Claim(name)
         try:
-            self._block = OwnedBlock(self.layout.block_size, on_orphaned=self._claim.release)
+            orphaned = _CleanUpAfter(self._claim.path)
+            self._block = OwnedBlock(self.layout.block_size, on_orphaned=orphaned)
             created_ns = time.time_ns()
             self._block.buf[: P.STATE_OFFSET] = P.pack_header(self.layout, os.getpid(), created_ns)
             self._v = _Views.of(self._block.buf, self.layout)
@@ -118,6 +154,7 @@ class FrameWriter(_Closing):
             self.close()
             raise
         self.frames_written = 0
+        _open_writers.add(self)
         log.info("stream %s ready in block %s", name, self.block_name)
 
     @property
@@ -161,81 +198,170 @@ class FrameWriter(_Closing):
         self._claim.release()
 
 
-def resolve_block(name: str) -> str:
-    """A stream name's block, from the registry; anything else is taken as a block name."""
-    try:
-        rec = read_record(name)
-    except InvalidNameError:
-        if is_block_name(name):  # "/psm_ab12", say
-            return name
-        raise
-    return rec.block if rec is not None else name
+class _Mapping:
+    """A reader's mapping, safe to close while reads run in other threads: close()
+    waits for them, and a read after close raises. A close() from a signal handler that
+    interrupted a read in the same thread is finished by that read when it leaves."""
+
+    def __init__(self, block: ReadOnlyBlock) -> None:
+        self.block: ReadOnlyBlock | None = block
+        self._cond = threading.Condition(threading.RLock())
+        self._inside: Counter[int] = Counter()  # thread id -> reads in progress
+
+    @contextmanager
+    def reading(self, what: str) -> Iterator[ReadOnlyBlock]:
+        me = threading.get_ident()
+        with self._cond:
+            if self.block is None:
+                raise ShmviewError(f"{what} is closed")
+            self._inside[me] += 1
+            block = self.block
+        try:
+            yield block
+        finally:
+            with self._cond:
+                self._inside[me] -= 1
+                if not self._inside[me]:
+                    del self._inside[me]
+                self._cond.notify_all()
+            if self._closing and not self._inside:
+                self._unmap()
+
+    _closing = False
+
+    def close(self, drop_views: Callable[[], None]) -> None:
+        with self._cond:
+            if self.block is None or self._closing:
+                return
+            self._closing = True
+            self._drop_views = drop_views
+            if self._inside.get(threading.get_ident()):
+                return  # a read of this very thread is under us: it unmaps when it leaves
+            self._cond.wait_for(lambda: not self._inside)
+        self._unmap()
+
+    def _unmap(self) -> None:
+        with self._cond:
+            block, self.block = self.block, None
+        if block is not None:
+            self._drop_views()
+            block.close()
 
 
 class FrameReader(_Closing):
-    """Reads the newest complete frame of a stream. Attaches once, read-only."""
+    """Reads the newest complete frame of a stream. Attaches once, read-only.
 
-    def __init__(self, name: str) -> None:
+    ``FrameReader(name)`` looks ``name`` up in the user's stream registry, and nothing
+    else: a name never means a block someone else put in /dev/shm. To open a block by
+    its block name, say so with ``FrameReader.from_block(block)``.
+    """
+
+    def __init__(self, name: str, *, _block: str | None = None) -> None:
         self.name = name
-        self._block = ReadOnlyBlock(resolve_block(name))
+        self.record: StreamRecord | None = None
+        if _block is None:
+            self.record = _find_live(name)
+            _block = self.record.block
+        block = ReadOnlyBlock(_block)
         try:
-            head = P.parse_header(bytes(self._block.buf[: P.STATE_OFFSET]), self._block.size)
+            head = P.parse_header(bytes(block.buf[: P.STATE_OFFSET]), block.size)
+            if self.record is not None and head.created_ns != self.record.created_ns:
+                raise ProtocolError(f"block {_block} is not the one the registry names")
         except ProtocolError as exc:
-            self._block.close()
+            block.close()
             raise ProtocolError(f"{name}: {exc}", name=name) from None
         self.layout = lay = head.layout
-        self._v: _Views | None = _Views.of(self._block.buf, lay)
+        self._v: _Views | None = _Views.of(block.buf, lay)
+        self._map = _Mapping(block)
+        self.identity = block.identity
         self.info = StreamInfo(
-            self._block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count,
+            block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count,
             head.producer_pid, head.created_ns,
         )
 
+    @classmethod
+    def from_block(cls, block: str) -> FrameReader:
+        """A reader of the shmview block named ``block`` (``psm_...``), which must be a
+        regular file in /dev/shm owned by the current user."""
+        return cls(block, _block=block)
+
     @property
     def frames_written(self) -> int:
-        assert self._v is not None
-        return int(self._v.published[0])
+        with self._map.reading(self.name):
+            assert self._v is not None
+            return int(self._v.published[0])
 
     @property
     def closed_by_producer(self) -> bool:
-        assert self._v is not None
-        return int(self._v.state[0]) == P.STATE_CLOSED
+        with self._map.reading(self.name):
+            assert self._v is not None
+            return int(self._v.state[0]) == P.STATE_CLOSED
 
     def read(self, out: np.ndarray | None = None) -> Frame | None:
         """The newest complete frame, or None before the first one. Never torn.
 
         ``out`` (same shape and dtype) receives the pixels instead of a new array.
         """
-        v, slots = self._v, self.layout.slot_count
-        assert v is not None, "read from a closed FrameReader"
-        image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
-        for _ in range(MAX_READ_ATTEMPTS):
-            n = int(v.published[0])
-            if n == 0:
-                return None
-            k = n - 1
-            meta = v.meta[k % slots]
-            seq = int(meta[0])
-            if seq & 1:
-                continue  # the writer lapped the ring onto this slot
-            np.copyto(image, v.pixels[k % slots])
-            index, stamp = int(meta[1]), int(meta[2])
-            if int(meta[0]) == seq and index == k:
-                return Frame(image, index, stamp)
+        lay = self.layout
+        image = np.empty(lay.shape, lay.dtype) if out is None else out
+        with self._map.reading(self.name) as block:
+            v = self._v
+            assert v is not None
+            for _ in range(MAX_READ_ATTEMPTS):
+                n = int(v.published[0])
+                if n == 0:
+                    return None
+                k, s = n - 1, (n - 1) % lay.slot_count
+                meta = v.meta[s]
+                seq = int(meta[0])
+                if seq & 1 or int(meta[1]) != k:
+                    continue  # the writer is on this slot, or it does not hold frame k: no copy
+                block.check_size(lay.block_size)
+                np.copyto(image, v.pixels[s])
+                index, stamp = int(meta[1]), int(meta[2])
+                if int(meta[0]) == seq and index == k:
+                    return Frame(image, index, stamp)
         raise BusyError(
             f"{self.name}: no consistent frame in {MAX_READ_ATTEMPTS} attempts "
             "(is the writer stuck in the middle of a frame?)",
             name=self.name,
         )
 
+    def replaced(self) -> bool:
+        """Whether the stream's name now points to another block (its producer restarted)
+        or its block is gone; for a reader opened by block name, whether another block
+        was made under that name or the block was unlinked."""
+        if self.record is None:
+            with self._map.reading(self.name) as block:
+                return block.unlinked()
+        rec = read_record(self.name)
+        return rec is None or (rec.block, rec.created_ns) != (self.record.block, self.record.created_ns)
+
     def close(self) -> None:
+        """Unmap, after any read running in another thread has finished. Idempotent."""
+        self._map.close(self._drop_views)
+
+    def _drop_views(self) -> None:
         self._v = None
-        self._block.close()
+
+
+def _find_live(name: str) -> StreamRecord:
+    """The record of a running stream ``name``; a dead producer's record is reaped."""
+    validate_name(name)
+    rec = read_record(name)
+    if rec is not None and not is_live(name):
+        reap(record_path(name))
+        rec = None
+    if rec is None:
+        raise StreamNotFoundError(f"no stream {name!r}", name=name)
+    return rec
 
 
 class RawReader(_Closing):
     """Reads a foreign block holding a bare array at offset 0 (no header, no stamps).
 
     Such a writer has no sequence counter, so a copy can be torn while it writes.
+    The block must still be a regular file in /dev/shm owned by the current user.
     """
 
     def __init__(
@@ -243,26 +369,35 @@ class RawReader(_Closing):
     ) -> None:
         self.name = name
         lay = P.make_layout(shape, dtype, pixel_format, 1)
-        self._block = ReadOnlyBlock(name)
-        if lay.frame_bytes > self._block.size:
-            self._block.close()
+        block = ReadOnlyBlock(name)
+        if lay.frame_bytes > block.size:
+            block.close()
             raise ProtocolError(
-                f"block {name!r} holds {self._block.size:,} bytes; shape {lay.shape} "
+                f"block {name!r} holds {block.size:,} bytes; shape {lay.shape} "
                 f"{lay.dtype.name} needs {lay.frame_bytes:,}",
                 name=name,
             )
         self.layout = lay
-        self._view: np.ndarray | None = np.ndarray(lay.shape, lay.dtype, buffer=self._block.buf)
-        self.info = StreamInfo(
-            self._block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None
-        )
+        self._view: np.ndarray | None = np.ndarray(lay.shape, lay.dtype, buffer=block.buf)
+        self._map = _Mapping(block)
+        self.identity = block.identity
+        self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
 
     def read(self, out: np.ndarray | None = None) -> Frame:
-        assert self._view is not None
         image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
-        np.copyto(image, self._view)
+        with self._map.reading(self.name) as block:
+            assert self._view is not None
+            block.check_size(self.layout.frame_bytes)
+            np.copyto(image, self._view)
         return Frame(image, None, None)
 
+    def replaced(self) -> bool:
+        """Whether the block was unlinked, or another block now has its name."""
+        with self._map.reading(self.name) as block:
+            return block.unlinked()
+
     def close(self) -> None:
+        self._map.close(self._drop_views)
+
+    def _drop_views(self) -> None:
         self._view = None
-        self._block.close()
