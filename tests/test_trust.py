@@ -248,7 +248,7 @@ def test_a_slot_that_never_holds_its_frame_is_not_copied_at_all():
         with open(SHM / w.block_name, "r+b") as f:  # frames_written says 5: slot 1 should hold frame 4
             f.seek(P.FRAMES_WRITTEN_OFFSET)
             f.write(struct.pack("<Q", 5))
-        with FrameReader("nocopy") as r, mock.patch("viewer.stream.np.copyto", wraps=np.copyto) as copy:
+        with FrameReader("nocopy") as r, mock.patch("viewer.reader.np.copyto", wraps=np.copyto) as copy:
             with pytest.raises(ShmviewError):
                 r.read()
             assert copy.call_count == 0

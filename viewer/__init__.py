@@ -14,7 +14,9 @@ from viewer.errors import (
     SourceError,
     SourceNotFoundError,
     StreamExistsError,
+    StreamGoneError,
     StreamNotFoundError,
+    StreamTimeoutError,
 )
 from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, StreamInfo
 
@@ -35,6 +37,8 @@ __all__ = [
     "SourceError",
     "SourceNotFoundError",
     "StreamExistsError",
+    "StreamGoneError",
     "StreamInfo",
     "StreamNotFoundError",
+    "StreamTimeoutError",
 ]

@@ -21,6 +21,14 @@ class StreamNotFoundError(ShmviewError):
     """No live stream (or block) of that name."""
 
 
+class StreamTimeoutError(ShmviewError, TimeoutError):
+    """No frame (or no new frame) within the time a caller was willing to wait."""
+
+
+class StreamGoneError(ShmviewError):
+    """The stream a reader was attached to ended: its producer closed it or died."""
+
+
 class StreamExistsError(ShmviewError):
     """Another live producer already owns that stream name."""
 

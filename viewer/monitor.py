@@ -14,12 +14,12 @@ import numpy as np
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.imaging import pixel_sum
 from viewer.registry import is_live, reap, record_path, record_stamp
+from viewer.reader import LIVE, STALE, STALE_AFTER_S
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
 
 log = logging.getLogger(__name__)
 
-WAITING, LIVE, STALE, ERROR = "waiting", "live", "stale", "error"
-STALE_AFTER_S = 2.0
+WAITING, ERROR = "waiting", "error"  # besides the readers' LIVE and STALE
 FPS_WINDOW_S = 1.0
 REAP_AFTER_S = 1.0  # a dead producer's manager cleans up within milliseconds; then we do
 

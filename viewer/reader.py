@@ -1,0 +1,385 @@
+"""FrameReader and RawReader: read-only, tear-free (or, for raw blocks, best-effort)
+access to the newest frame of a stream, from any number of processes.
+
+The read procedure is in viewer/protocol.py (docs/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from viewer import protocol as P
+from viewer.errors import (
+    BusyError,
+    FrameMismatchError,
+    ProtocolError,
+    ShmviewError,
+    StreamGoneError,
+    StreamNotFoundError,
+    StreamTimeoutError,
+)
+from viewer.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
+from viewer.shm import ReadOnlyBlock
+
+MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this
+LIVE, STALE, GONE = "live", "stale", "gone"
+STALE_AFTER_S = 2.0  # no new frame for this long: stale
+CHECK_EVERY_S = 0.05  # how often wait() and a following read() look for a restart
+_BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
+
+
+class _Mapping:
+    """A reader's mapping and the views over it, safe to close while reads run in other
+    threads: close() waits for them, and a read after close raises. A close() from a
+    signal handler that interrupted a read in the same thread is finished by that read
+    when it leaves. (Numpy views do not pin an mmap: unmapping under one is a segfault.)"""
+
+    def __init__(self, block: ReadOnlyBlock, views: Any) -> None:
+        self.block: ReadOnlyBlock | None = block
+        self.views = views
+        self._cond = threading.Condition(threading.RLock())
+        self._inside: Counter[int] = Counter()  # thread id -> reads in progress
+        self._closing = False
+
+    @contextmanager
+    def reading(self, what: str) -> Iterator[tuple[ReadOnlyBlock, Any]]:
+        me = threading.get_ident()
+        with self._cond:
+            if self.block is None or self._closing:
+                raise ShmviewError(f"{what} is closed")
+            self._inside[me] += 1
+            held = self.block, self.views
+        try:
+            yield held
+        finally:
+            with self._cond:
+                self._inside[me] -= 1
+                if not self._inside[me]:
+                    del self._inside[me]
+                self._cond.notify_all()
+                last_out = self._closing and not self._inside
+            if last_out:
+                self._unmap()
+
+    def close(self) -> None:
+        with self._cond:
+            if self.block is None or self._closing:
+                return
+            self._closing = True
+            if self._inside.get(threading.get_ident()):
+                return  # a read of this very thread is under us: it unmaps when it leaves
+            self._cond.wait_for(lambda: not self._inside)
+        self._unmap()
+
+    def _unmap(self) -> None:
+        with self._cond:
+            block, self.block, self.views = self.block, None, None
+        if block is not None:
+            block.close()
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    """One block a reader is attached to, and what it knows of it."""
+
+    mapping: _Mapping
+    layout: P.Layout
+    info: StreamInfo
+    record: StreamRecord | None  # None when opened by block name
+
+
+def _attach(name: str, block_name: str | None) -> _Attachment:
+    record = None
+    if block_name is None:
+        record = _find_live(name)
+        block_name = record.block
+    block = ReadOnlyBlock(block_name)
+    try:
+        head = P.parse_header(bytes(block.buf[: P.STATE_OFFSET]), block.size)
+        if record is not None and head.created_ns != record.created_ns:
+            raise ProtocolError(f"block {block_name} is not the one the registry names")
+    except ProtocolError as exc:
+        block.close()
+        raise ProtocolError(f"{name}: {exc}", name=name) from None
+    lay = head.layout
+    info = StreamInfo(
+        block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
+    )
+    return _Attachment(_Mapping(block, _Views.of(block.buf, lay)), lay, info, record)
+
+
+def _find_live(name: str) -> StreamRecord:
+    """The record of a running stream ``name``; a dead producer's record is reaped."""
+    validate_name(name)
+    rec = read_record(name)
+    if rec is not None and not is_live(name):
+        reap(record_path(name))
+        rec = None
+    if rec is None:
+        raise StreamNotFoundError(f"no stream {name!r}", name=name)
+    return rec
+
+
+def _wait_for_stream(name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _find_live(name)
+            return
+        except StreamNotFoundError:
+            if time.monotonic() >= deadline:
+                raise StreamNotFoundError(f"no stream {name!r} after {timeout:g} s", name=name) from None
+        time.sleep(min(_BACKOFF_S[1] * 4, max(0.0, deadline - time.monotonic())))
+
+
+class FrameReader(_Closing):
+    """Reads the newest complete frame of a stream, read-only, never torn.
+
+    ``FrameReader(name)`` looks ``name`` up in the user's stream registry, and nothing
+    else: a name never means a block someone else put in /dev/shm. To open a block by
+    its block name, say so with ``FrameReader.from_block(block)``.
+
+    ``timeout`` waits that long for the stream to appear. ``follow=True`` re-attaches by
+    itself when the stream's producer restarts (a new block behind the name); without it
+    the reader stays on its block and ``state`` says ``gone`` once the producer ended.
+    Each attached block holds one file descriptor and one mapping.
+    """
+
+    def __init__(
+        self, name: str, *, follow: bool = False, timeout: float | None = None, _block: str | None = None
+    ) -> None:
+        self.name = name
+        self.follow = follow and _block is None
+        self.skipped = 0  # frames frames() could not keep up with
+        if timeout and _block is None:
+            _wait_for_stream(name, timeout)
+        self._use(_attach(name, _block))
+
+    @classmethod
+    def open(cls, name: str, timeout: float = 5.0, **options: Any) -> FrameReader:
+        """Wait up to ``timeout`` s for stream ``name`` to appear, and attach to it."""
+        return cls(name, timeout=timeout, **options)
+
+    @classmethod
+    def from_block(cls, block: str) -> FrameReader:
+        """A reader of the shmview block named ``block`` (``psm_...``), which must be a
+        regular file in /dev/shm owned by the current user."""
+        return cls(block, _block=block)
+
+    def _use(self, att: _Attachment) -> None:
+        self._att = att
+        self.layout, self.info, self.record = att.layout, att.info, att.record
+        self.generation = getattr(self, "generation", -1) + 1  # bumps on every re-attach
+        self._stamp = record_stamp(self.name) if att.record is not None else None
+        self._next_check = self._next_gone_check = time.monotonic() + CHECK_EVERY_S
+        self._last_written, self._last_change = -1, time.monotonic()
+
+    # -- the hot path ------------------------------------------------------------------
+
+    @property
+    def frames_written(self) -> int:
+        with self._att.mapping.reading(self.name) as (_, v):
+            return int(v.published[0])
+
+    @property
+    def closed_by_producer(self) -> bool:
+        with self._att.mapping.reading(self.name) as (_, v):
+            return int(v.state[0]) == P.STATE_CLOSED
+
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """The newest complete frame, or None before the first one. Never torn.
+
+        ``out`` (same shape and dtype) receives the pixels instead of a new array.
+        """
+        if self.follow:
+            self._follow()
+        lay = self.layout
+        if out is not None and (out.shape, out.dtype) != (lay.shape, lay.dtype):
+            raise FrameMismatchError(f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}")
+        image = np.empty(lay.shape, lay.dtype) if out is None else out
+        with self._att.mapping.reading(self.name) as (block, v):
+            for _ in range(MAX_READ_ATTEMPTS):
+                n = int(v.published[0])
+                if n == 0:
+                    return None
+                k, s = n - 1, (n - 1) % lay.slot_count
+                meta = v.meta[s]
+                seq = int(meta[0])
+                if seq & 1 or int(meta[1]) != k:
+                    continue  # the writer is on this slot, or it does not hold frame k: no copy
+                block.check_size(lay.block_size)
+                np.copyto(image, v.pixels[s])
+                index, stamp = int(meta[1]), int(meta[2])
+                if int(meta[0]) == seq and index == k:
+                    return Frame(image, index, stamp)
+        raise BusyError(
+            f"{self.name}: no consistent frame in {MAX_READ_ATTEMPTS} attempts "
+            "(is the writer stuck in the middle of a frame?)",
+            name=self.name,
+        )
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait(self, timeout: float = 5.0, *, after: int | None = None) -> Frame:
+        """The newest frame with an index greater than ``after`` (any frame if None),
+        waiting up to ``timeout`` s. Sleeps between looks (0.1 ms, doubling to 10 ms),
+        so waiting costs little CPU. After a restart that a following reader re-attached
+        to, indices start again, and any frame of the new block counts.
+
+        StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
+        (and the reader does not follow).
+        """
+        deadline = time.monotonic() + timeout
+        delay, generation = _BACKOFF_S[0], self.generation
+        while True:
+            self._follow()
+            if self.generation != generation:
+                after, generation = None, self.generation
+            frame = self._newer_than(after)
+            if frame is not None:
+                return frame
+            left = deadline - time.monotonic()
+            if left <= 0:
+                what = "a frame" if after is None else f"a frame after index {after}"
+                raise StreamTimeoutError(f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})",
+                                         name=self.name, after=after)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, _BACKOFF_S[1])
+
+    def frames(self, timeout: float = 5.0) -> Iterator[Frame]:
+        """New frames as they come, each at most once, until the stream ends (a
+        following reader goes on across restarts). Frames it could not keep up with are
+        counted in ``skipped``. StreamTimeoutError if none comes within ``timeout`` s."""
+        last, generation = None, self.generation
+        while True:
+            try:
+                frame = self.wait(timeout, after=last)
+            except StreamGoneError:
+                return
+            assert frame.index is not None
+            if self.generation == generation and last is not None:
+                self.skipped += frame.index - last - 1
+            last, generation = frame.index, self.generation
+            yield frame
+
+    def _newer_than(self, after: int | None) -> Frame | None:
+        written = self.frames_written
+        if written and (after is None or written - 1 > after):
+            try:
+                return self.read()
+            except BusyError:
+                return None  # a writer stuck mid-frame: keep waiting, up to the deadline
+        now = time.monotonic()
+        if now >= self._next_gone_check:
+            self._next_gone_check = now + CHECK_EVERY_S
+            if self._state() == GONE:
+                raise StreamGoneError(f"stream {self.name!r} ended", name=self.name)
+        return None
+
+    # -- where the stream stands ---------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``live``, ``stale`` (its producer runs, but no new frame for 2 s) or ``gone``
+        (the producer closed the stream or died; for a reader that does not follow, also
+        when the name now belongs to a restarted producer)."""
+        if self.follow:
+            self._follow(now=True)
+        return self._state()
+
+    def _state(self) -> str:
+        with self._att.mapping.reading(self.name) as (block, v):
+            closed, written = int(v.state[0]) == P.STATE_CLOSED, int(v.published[0])
+            gone = closed or self._gone(block)
+        now = time.monotonic()
+        if written != self._last_written:
+            self._last_written, self._last_change = written, now
+        if gone:
+            return GONE
+        return STALE if now - self._last_change > STALE_AFTER_S else LIVE
+
+    def _gone(self, block: ReadOnlyBlock) -> bool:
+        if self.record is None:
+            return block.unlinked()
+        return self.replaced() or not is_live(self.name)
+
+    def replaced(self) -> bool:
+        """Whether the stream's name now points to another block (its producer restarted)
+        or to none; for a reader opened by block name, whether its block was unlinked or
+        another one now has its name. Identity is compared, never names alone."""
+        if self.record is None:
+            with self._att.mapping.reading(self.name) as (block, _):
+                return block.unlinked()
+        rec = read_record(self.name)
+        return rec is None or (rec.block, rec.created_ns) != (self.record.block, self.record.created_ns)
+
+    def _follow(self, now: bool = False) -> None:
+        """For a following reader: re-attach if the name points to a new live block.
+        Looks at most every CHECK_EVERY_S, and reads the record only when its file changed."""
+        t = time.monotonic()
+        if not self.follow or (t < self._next_check and not now):
+            return
+        self._next_check = t + CHECK_EVERY_S
+        stamp = record_stamp(self.name)
+        if stamp == self._stamp or not self.replaced():
+            return
+        try:
+            att = _attach(self.name, None)
+        except StreamNotFoundError:
+            return  # the producer is gone and not back yet
+        old = self._att.mapping
+        self._use(att)
+        old.close()
+
+    def close(self) -> None:
+        """Unmap, after any read running in another thread has finished. Idempotent."""
+        self._att.mapping.close()
+
+
+class RawReader(_Closing):
+    """Reads a foreign block holding a bare array at offset 0 (no header, no stamps).
+
+    Such a writer has no sequence counter, so a copy can be torn while it writes.
+    The block must still be a regular file in /dev/shm owned by the current user.
+    """
+
+    def __init__(
+        self, name: str, shape: tuple[int, ...], dtype: object, pixel_format: str | None = None
+    ) -> None:
+        self.name = name
+        lay = P.make_layout(shape, dtype, pixel_format, 1)
+        block = ReadOnlyBlock(name)
+        if lay.frame_bytes > block.size:
+            block.close()
+            raise ProtocolError(
+                f"block {name!r} holds {block.size:,} bytes; shape {lay.shape} "
+                f"{lay.dtype.name} needs {lay.frame_bytes:,}",
+                name=name,
+            )
+        self.layout = lay
+        self._map = _Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf))
+        self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
+
+    def read(self, out: np.ndarray | None = None) -> Frame:
+        image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
+        with self._map.reading(self.name) as (block, view):
+            block.check_size(self.layout.frame_bytes)
+            np.copyto(image, view)
+        return Frame(image, None, None)
+
+    def replaced(self) -> bool:
+        """Whether the block was unlinked, or another block now has its name."""
+        with self._map.reading(self.name) as (block, _):
+            return block.unlinked()
+
+    def close(self) -> None:
+        self._map.close()
