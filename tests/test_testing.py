@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import read_line, start, stop
+from tests.helpers import read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter
 from viewer import protocol as P
-from viewer.testing import no_litter
+from viewer.testing import LitterCheck, no_litter
 
 LAYOUT = P.make_layout((4, 4), "uint8", None, 3)
 
@@ -81,6 +81,37 @@ def test_other_programs_blocks_and_records_are_never_blamed(private_registry):
         os.unlink(f"/dev/shm/link-{os.getpid()}")
 
 
+STRANGER = """
+import subprocess, sys
+print(subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"]).pid)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        return b") Z" in Path(f"/proc/{pid}/stat").read_bytes()  # a zombie nobody reaped yet
+    except FileNotFoundError:
+        return True
+
+
+def test_a_strangers_block_stays_theirs_when_the_stranger_dies():
+    """A producer seen alive and not ours owns its block, even once it has died."""
+    middle = subprocess.Popen([sys.executable, "-c", STRANGER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    stranger = int(middle.stdout.readline())  # its child, orphaned: not our descendant
+    middle.stdout.close()
+    middle.wait()
+    check = LitterCheck(mappings=False)
+    shm = shmview_block(stranger)
+    try:
+        shm.close()
+        assert not check.leftovers().blocks
+        middle.stdin.close()  # the stranger reads our pipe: now it ends
+        wait_for(lambda: gone(stranger), timeout=20, what="the stranger to exit")
+        assert not check.leftovers().blocks
+    finally:
+        shm.unlink()
+
+
 def test_what_existed_before_the_block_is_not_judged():
     with FrameWriter("before", (4, 4)) as w:
         w.write(np.zeros((4, 4), np.uint8))
@@ -123,6 +154,9 @@ def test_an_error_in_the_block_is_not_masked():
 
 
 def test_importing_the_kit_pulls_in_no_qt_opencv_or_pytest():
-    code = "import sys, viewer.testing; print(sorted(m for m in sys.modules if m.split('.')[0] in {'PyQt6', 'cv2', 'pytest'}))"
+    code = (
+        "import sys, viewer.testing; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'PyQt6', 'cv2', 'pytest'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
