@@ -36,9 +36,10 @@ def stream(content: bytes, size: int):
     from multiprocessing import shared_memory
 
     shm = shared_memory.SharedMemory(create=True, size=max(size, 1))
+    created = int.from_bytes(content[64:72], "little") if len(content) >= 72 else 0
     try:
         shm.buf[: min(len(content), shm.size)] = content[: shm.size]
-        with registered("hostile", shm.name):
+        with registered("hostile", shm.name, created_ns=created):  # as its header says
             yield "hostile"
     finally:
         shm.close()
@@ -207,7 +208,7 @@ def test_spoilt_header_fields_are_refused_or_read_within_bounds():
 @PROFILE
 @given(st.integers(0, GOOD.block_size - 1))
 def test_truncated_blocks_are_refused(size):
-    with stream(P.pack_header(GOOD, 1, 1), size) as name:
+    with stream(P.pack_header(GOOD, os.getpid(), 1), size) as name:
         try:
             FrameReader(name).close()
         except ProtocolError:
@@ -217,7 +218,7 @@ def test_truncated_blocks_are_refused(size):
 
 def test_a_shape_bigger_than_the_block_is_refused():
     big = P.make_layout((4000, 4000, 3), "uint8", None, 3)
-    with stream(P.pack_header(big, 1, 1), GOOD.block_size) as name:
+    with stream(P.pack_header(big, os.getpid(), 1), GOOD.block_size) as name:
         with pytest.raises(ProtocolError, match="describes"):
             FrameReader(name)
 
