@@ -152,7 +152,8 @@ def shm_mappings() -> Counter[str]:
         for line in maps:
             parts = line.split(maxsplit=5)
             if len(parts) == 6 and parts[5].startswith(b"/dev/shm/"):
-                found[parts[5].decode(errors="replace").rstrip("\n")] += 1
+                path = parts[5].decode(errors="replace").rstrip("\n")
+                found[path.removesuffix(" (deleted)")] += 1  # unlinked since is still the same mapping
     return found
 
 
