@@ -76,3 +76,27 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def registered(name: str, block: str, *, pid: int | None = None, created_ns: int = 0) -> Iterator[str]:
+    """Point stream ``name`` at ``block`` as a live producer would: its registry record
+    (``<name>.json`` in the folder in use) written and locked while the context lasts.
+    Lets a test open a block it made itself by stream name; yields the name."""
+    import fcntl
+    import os
+
+    from viewer.testing import registry_folder
+
+    folder = registry_folder()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    record = {"name": name, "block": block, "pid": os.getpid() if pid is None else pid, "created_ns": created_ns}
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, json.dumps(record).encode())
+        yield name
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -18,11 +18,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import psutil
 
 from viewer.monitor import LIVE, StreamMonitor
+from viewer.testing import LitterCheck
 
 CLI = [sys.executable, "-m", "viewer"]
 H, W, C = 240, 320, 3
@@ -43,14 +43,11 @@ print(torn)
 """
 
 
-def blocks() -> set[str]:
-    return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith("psm_")}
-
-
 class Soak:
     def __init__(self, seconds: float, seed: int) -> None:
         self.name = f"soak-{os.getpid()}"
         self.seconds = seconds
+        self.seed = seed
         self.rng = random.Random(seed)
         self.stats: Counter[str] = Counter()
         self.problems: list[str] = []
@@ -111,7 +108,7 @@ class Soak:
                 self.problems.append(f"reader stderr: {err.strip()[:300]}")
 
     def run(self) -> int:
-        before = blocks()
+        litter = LitterCheck(mappings=False)  # judges only what this soak makes (viewer.testing)
         viewer = subprocess.Popen([*CLI, "view", self.name, "--headless", "--json", "--interval-ms", "50",
                                    "--timeout", "600"], stdout=subprocess.PIPE, text=True)
         threads = [threading.Thread(target=f, args=a) for f, a in
@@ -130,7 +127,7 @@ class Soak:
             self.stats[f"stops by {sig.name}"] += 1
             producer = self.start_producer()
             self.stats["restarts"] += 1
-        time.sleep(1.0)  # let the viewer see the last producer live
+        self.until(lambda: self.blocks_seen[-1:] and self.blocks_seen[-1] in self.viewer_blocks, timeout=10)
         producer.send_signal(signal.SIGTERM)
         producer.wait(30)
         self.done.set()
@@ -138,19 +135,24 @@ class Soak:
         viewer.wait(30)
         for t in threads:
             t.join(60)
-        return self.report(before)
+        return self.report(litter)
 
-    def report(self, before: set[str]) -> int:
-        deadline = time.monotonic() + 5
-        while blocks() - before and time.monotonic() < deadline:
-            time.sleep(0.1)
-        leaked = blocks() - before
+    @staticmethod
+    def until(predicate, timeout: float) -> None:
+        """Poll ``predicate`` until it holds or ``timeout`` s pass (the report says which)."""
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def report(self, litter: LitterCheck) -> int:
+        left = litter.wait(timeout=5)
+        leaked = left.blocks
         me = os.getpid()
         orphans = [p.pid for p in psutil.process_iter(["cmdline"])
                    if p.pid != me and self.name in " ".join(p.info["cmdline"] or [])]
         survived = sum(b in self.viewer_blocks for b in self.blocks_seen)
         s = self.stats
-        print(f"soak: {self.seconds:g} s, stream {self.name}")
+        print(f"soak: {self.seconds:g} s, stream {self.name}, seed {self.seed}")
         stops = ", ".join(f"{k[9:]} {v}" for k, v in sorted(s.items()) if k.startswith("stops by"))
         followed = f"{survived}/{len(self.blocks_seen)}"
         print(f"restarts: {s['restarts']} ({stops}); producers the viewer followed live: {followed}")
@@ -158,11 +160,14 @@ class Soak:
         print(f"viewer lines: {s['viewer lines']:,}; wrong sums: {s['viewer bad sums']}")
         print(f"reader processes: {s['reader processes']} (killed -9: {s['readers killed -9']})")
         print(f"blocks leaked: {len(leaked)}; orphan processes: {len(orphans)}")
+        self.problems += [f"left behind: {item}" for item in (*left.blocks, *left.records, *left.processes)]
         for p in self.problems[:10]:
             print(f"problem: {p}")
-        ok = (not leaked and not orphans and not self.problems and s["torn frames"] == 0
+        ok = (not left and not orphans and not self.problems and s["torn frames"] == 0
               and s["viewer bad sums"] == 0 and survived == len(self.blocks_seen) and s["frames read"] > 0)
         print("soak: OK" if ok else "soak: FAILED")
+        replay = f"python tests/soak.py --seconds {self.seconds:g} --seed {self.seed}"
+        print(f"soak: seed {self.seed} (same schedule of signals, sleeps and kills: {replay})")
         return 0 if ok else 1
 
 
