@@ -17,6 +17,7 @@ from viewer.errors import (
     StreamGoneError,
     StreamNotFoundError,
     StreamTimeoutError,
+    TornFrameError,
 )
 from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, StreamInfo
 
@@ -41,4 +42,5 @@ __all__ = [
     "StreamInfo",
     "StreamNotFoundError",
     "StreamTimeoutError",
+    "TornFrameError",
 ]

@@ -57,5 +57,10 @@ class SourceError(ShmviewError):
     """A producer's source is there but unusable (undecodable file, no readable image)."""
 
 
+class TornFrameError(ShmviewError):
+    """A zero-copy view whose slot the writer reused while the caller was using it: what
+    was computed from it may mix two frames."""
+
+
 class BusyError(ShmviewError):
     """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""

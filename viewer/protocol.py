@@ -67,6 +67,8 @@ MAX_NS = 2**63 - 1  # time_ns() fits a signed 64-bit int
 DEFAULT_MAX_FRAME_BYTES = 2**30
 MAX_FRAME_ENV = "SHMVIEW_MAX_FRAME_BYTES"
 
+NO_FRAME = 2**64 - 1  # a slot index that no frame has: a discarded loan leaves it
+
 STATE_INITIALISING = 0
 STATE_LIVE = 1
 STATE_CLOSED = 2

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,11 +25,13 @@ from viewer.errors import (
     StreamGoneError,
     StreamNotFoundError,
     StreamTimeoutError,
+    TornFrameError,
 )
 from viewer.frames import Frame, StreamInfo, _Closing, _Views
 from viewer.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
 from viewer.shm import ReadOnlyBlock
 
+T = TypeVar("T")
 MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this
 LIVE, STALE, GONE = "live", "stale", "gone"
 STALE_AFTER_S = 2.0  # no new frame for this long: stale
@@ -208,20 +210,86 @@ class FrameReader(_Closing):
         image = np.empty(lay.shape, lay.dtype) if out is None else out
         with self._att.mapping.reading(self.name) as (block, v):
             for _ in range(MAX_READ_ATTEMPTS):
-                n = int(v.published[0])
-                if n == 0:
+                slot, seq = self._newest_slot(v)
+                if slot is None:
                     return None
-                k, s = n - 1, (n - 1) % lay.slot_count
-                meta = v.meta[s]
-                seq = int(meta[0])
-                if seq & 1 or int(meta[1]) != k:
-                    continue  # the writer is on this slot, or it does not hold frame k: no copy
+                if slot < 0:
+                    continue
                 block.check_size(lay.block_size)
-                np.copyto(image, v.pixels[s])
-                index, stamp = int(meta[1]), int(meta[2])
-                if int(meta[0]) == seq and index == k:
-                    return Frame(image, index, stamp)
-        raise BusyError(
+                np.copyto(image, v.pixels[slot])
+                frame = self._still(v, slot, seq, image)
+                if frame is not None:
+                    return frame
+        raise self._busy()
+
+    @contextmanager
+    def view(self) -> Iterator[Frame | None]:
+        """The newest frame without a copy: ``image`` is a read-only view of the slot.
+
+        Use it inside the block only (copy what you keep). On leaving, the slot is checked:
+        if the writer reused it meanwhile, TornFrameError says that whatever was computed
+        inside may mix two frames. Yields None before the first frame. While the block
+        runs, close() (from another thread) waits for it.
+        """
+        if self.follow:
+            self._follow()
+        with self._att.mapping.reading(self.name) as (block, v):
+            slot, seq = self._stable_slot(v)
+            if slot is None:
+                yield None
+                return
+            block.check_size(self.layout.block_size)
+            frame = Frame(v.pixels[slot], int(v.meta[slot][1]), int(v.meta[slot][2]))
+            yield frame
+            if self._still(v, slot, seq, frame.image) is None:
+                raise TornFrameError(
+                    f"{self.name}: frame {frame.index} was overwritten while in use", name=self.name
+                )
+
+    def apply(self, fn: Callable[[Frame], T]) -> T | None:
+        """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
+        MAX_READ_ATTEMPTS times) until the writer left the slot alone for the whole call,
+        so the result never comes from a torn frame. None before the first frame.
+        ``fn`` must not keep the view: copy out what it needs."""
+        for _ in range(MAX_READ_ATTEMPTS):
+            try:
+                with self.view() as frame:
+                    if frame is None:
+                        return None
+                    result = fn(frame)
+            except TornFrameError:
+                continue
+            return result
+        raise self._busy()
+
+    def _stable_slot(self, v: _Views) -> tuple[int | None, int]:
+        for _ in range(MAX_READ_ATTEMPTS):
+            slot, seq = self._newest_slot(v)
+            if slot is None or slot >= 0:
+                return slot, seq
+        raise self._busy()
+
+    def _newest_slot(self, v: _Views) -> tuple[int | None, int]:
+        """(slot, seq) of the newest published frame, checked before any copy: slot None
+        before the first frame, -1 while the slot is being written or does not hold that
+        frame (then no copy is worth making). The order of the loads is the protocol's."""
+        n = int(v.published[0])
+        if n == 0:
+            return None, 0
+        slot = (n - 1) % self.layout.slot_count
+        meta = v.meta[slot]
+        seq = int(meta[0])
+        return (-1, 0) if seq & 1 or int(meta[1]) != n - 1 else (slot, seq)
+
+    @staticmethod
+    def _still(v: _Views, slot: int, seq: int, image: np.ndarray) -> Frame | None:
+        """The frame, if slot ``slot`` still holds what it held at sequence ``seq``."""
+        meta = v.meta[slot]
+        index, stamp = int(meta[1]), int(meta[2])
+        return Frame(image, index, stamp) if int(meta[0]) == seq and index != P.NO_FRAME else None
+
+    def _busy(self) -> BusyError:
+        return BusyError(
             f"{self.name}: no consistent frame in {MAX_READ_ATTEMPTS} attempts "
             "(is the writer stuck in the middle of a frame?)",
             name=self.name,

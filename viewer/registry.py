@@ -258,19 +258,26 @@ def _reap_block(rec: StreamRecord) -> bool:
     return True
 
 
-def reap(path: Path) -> StreamRecord | None:
+def reap(path: Path, *, patience_s: float = 0.0) -> StreamRecord | None:
     """Remove a record whose producer is gone (its lock is free), with the block it names.
 
     Returns the removed record (None if the stream is live or there was no record). This
     is how the block and name of a producer killed with its whole process group (manager
     and resource tracker included) are cleaned up by the next shmview command.
+    ``patience_s``: how long to retry while someone holds the lock, for a caller that
+    knows the producer is dead (a viewer probing liveness holds it for microseconds).
     """
-    try:
-        fd = _try_lock(path, create=False)
-    except OSError:
-        return None
-    if fd is None:
-        return None
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fd = _try_lock(path, create=False)
+        except OSError:
+            return None
+        if fd is not None:
+            break
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.005)
     try:
         rec = _record_in(fd)
         if rec is not None:

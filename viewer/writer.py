@@ -11,6 +11,7 @@ import os
 import time
 import weakref
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from viewer.shm import OwnedBlock, forget_block
 log = logging.getLogger(__name__)
 
 
+_REAP_PATIENCE_S = 2.0  # viewers probing the dead stream's lock hold it for microseconds
+
+
 class _CleanUpAfter:
     """What the SharedMemoryManager server does when the producer dies without closing:
     remove the stream's record and block, and tell the resource tracker (which it shares
@@ -32,7 +36,7 @@ class _CleanUpAfter:
         self.record = record
 
     def __call__(self) -> None:
-        rec = reap(self.record)
+        rec = reap(self.record, patience_s=_REAP_PATIENCE_S)
         if rec is not None:
             forget_block(rec.block)
 
@@ -66,6 +70,7 @@ class FrameWriter(_Closing):
     ) -> None:
         self.name = validate_name(name)
         self.layout = P.make_layout(shape, dtype, pixel_format, slots)
+        self._loaned = False
         self._block: OwnedBlock | None = None
         self._claim = Claim(name)
         try:
@@ -80,6 +85,7 @@ class FrameWriter(_Closing):
             self.close()
             raise
         self.frames_written = 0
+        self._loaned = False
         _open_writers.add(self)
         log.info("stream %s ready in block %s", name, self.block_name)
 
@@ -89,29 +95,59 @@ class FrameWriter(_Closing):
             raise ShmviewError("the writer is closed")
         return self._block.name
 
+    def loan(self, *, timestamp_ns: int | None = None) -> Loan:
+        """The next slot's pixels to fill in place, as a context manager:
+
+        >>> with writer.loan() as pixels:   # doctest: +SKIP
+        ...     camera.read(image=pixels)
+
+        Readers keep off the slot while the block runs. Leaving it normally publishes the
+        frame (``loan.index`` then holds its index); an exception publishes nothing, the
+        previous frame stays the newest, and the next frame takes the same index. The
+        array is read-only once the block ends: it is the stream's memory.
+        """
+        return Loan(self, timestamp_ns)
+
     def write(self, frame: np.ndarray, *, timestamp_ns: int | None = None) -> int:
         """Copy ``frame`` into the next slot, publish it, and return its index."""
-        if self._block is None:
-            raise ShmviewError(f"stream {self.name!r} is closed")
         lay = self.layout
         if getattr(frame, "shape", None) != lay.shape or getattr(frame, "dtype", None) != lay.dtype:
             raise FrameMismatchError(
-                f"stream {self.name!r} takes {lay.shape} {lay.dtype.name} frames, got "
+                f"stream {self.name!r} takes {_describe(lay)} frames, got "
                 f"{getattr(frame, 'shape', type(frame).__name__)} "
                 f"{getattr(getattr(frame, 'dtype', None), 'name', '')}".rstrip(),
                 expected=(lay.shape, lay.dtype.name),
             )
-        k = self.frames_written
-        lap, slot = divmod(k, lay.slot_count)
-        meta = self._v.meta[slot]
-        meta[0] = 2 * lap + 1  # odd: readers keep off this slot
+        k, slot = self._begin()
         np.copyto(self._v.pixels[slot], frame)
+        self._publish(k, slot, timestamp_ns)
+        return k
+
+    def _begin(self) -> tuple[int, int]:
+        """Mark the next slot busy (odd seq); return (index, slot)."""
+        if self._block is None:
+            raise ShmviewError(f"stream {self.name!r} is closed")
+        if self._loaned:
+            raise ShmviewError(f"stream {self.name!r} has a loan open: finish it before the next frame")
+        k = self.frames_written
+        lap, slot = divmod(k, self.layout.slot_count)
+        self._v.meta[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
+        return k, slot
+
+    def _publish(self, k: int, slot: int, timestamp_ns: int | None) -> None:
+        meta = self._v.meta[slot]
         meta[1] = k
         meta[2] = time.time_ns() if timestamp_ns is None else timestamp_ns
-        meta[0] = 2 * lap + 2
+        meta[0] = 2 * (k // self.layout.slot_count) + 2
         self._v.published[0] = k + 1  # only now may readers pick this slot
         self.frames_written = k + 1
-        return k
+
+    def _discard(self, k: int, slot: int) -> None:
+        """Leave a half-filled slot so no reader takes it: its index says no frame, its seq
+        goes back to the even value it had. frames_written stays, so index k is reused."""
+        meta = self._v.meta[slot]
+        meta[1] = P.NO_FRAME
+        meta[0] = 2 * (k // self.layout.slot_count)
 
     def close(self) -> None:
         """Mark the stream closed, remove its name and unlink the block. Idempotent."""
@@ -122,3 +158,38 @@ class FrameWriter(_Closing):
             self._block.close()
             self._block = None
         self._claim.release()
+
+
+class Loan:
+    """``FrameWriter.loan()``: the next slot, to fill in place. One open loan at a time."""
+
+    def __init__(self, writer: FrameWriter, timestamp_ns: int | None) -> None:
+        self._writer, self._timestamp_ns = writer, timestamp_ns
+        self.index: int | None = None  # the published frame's index, once the block ended well
+        self._pixels: np.ndarray | None = None
+
+    def __enter__(self) -> np.ndarray:
+        w = self._writer
+        self._k, self._slot = w._begin()
+        w._loaned = True
+        self._pixels = w._v.pixels[self._slot][...]  # our own view object, to lock afterwards
+        return self._pixels
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        w = self._writer
+        assert self._pixels is not None
+        self._pixels.flags.writeable = False
+        w._loaned = False
+        if w._block is None:
+            return  # closed inside the block: nothing to publish into
+        if t is None:
+            w._publish(self._k, self._slot, self._timestamp_ns)
+            self.index = self._k
+        else:
+            w._discard(self._k, self._slot)
+
+
+def _describe(lay: P.Layout) -> str:
+    return f"{lay.shape} {lay.dtype.name}"
