@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from contextlib import ExitStack
+
 from tests.helpers import CLI, producer, stop, wait_for
 
 XVFB = shutil.which("Xvfb")
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.skipif(
 GRAB = Path(__file__).with_name("grab_screen.py")
 # The `bars` pattern's colours as cv2 reads them (BGR): red, green, blue, yellow.
 BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}
+LIVE_TEXT = (0x32, 0x7D, 0x2E)  # the status line's colour for LIVE, as cv2 reads it
 
 
 @pytest.fixture
@@ -70,6 +73,38 @@ def test_window_shows_the_stream_on_a_real_screen(display, tmp_path):
             seen = colours_on(cv2.imread(str(shot)))
             # In the right places, too: swapped red and blue channels would still show both.
             assert seen["yellow"] < seen["green"] < seen["red"] < seen["blue"]
+        finally:
+            code, err = stop(viewer)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+def red_bars(image: np.ndarray | None) -> list[tuple[float, float, int]]:
+    """Each red bar on screen: its centre x, its bottom y, its width."""
+    if image is None:
+        return []
+    mask = np.all(image == BARS["red"], axis=2).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    return [(x + w / 2, y + h, w) for x, y, w, h, area in stats[1:n].tolist() if area > 1000]
+
+
+def test_a_2x2_grid_shows_every_status_line(display, tmp_path):
+    """Four panels: each shows its bars and, under them, its status line in the LIVE colour
+    (the offscreen tests check the words: state and sum come first and are never cut)."""
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
+    names = [f"grid{i}" for i in range(4)]
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(producer(name, pattern="bars"))
+        viewer = subprocess.Popen([*CLI, "view", *names], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            shot = tmp_path / "grid.png"
+            wait_for(lambda: len(red_bars(screenshot(env, shot))) == 4, what="four panels", timeout=60)
+            image = cv2.imread(str(shot))
+            text_ys, text_xs = np.nonzero(np.all(image == LIVE_TEXT, axis=2))
+            for x, bottom, width in red_bars(image):
+                below = (text_ys > bottom) & (text_ys < bottom + 80) & (np.abs(text_xs - x) < 4 * width)
+                assert below.sum() > 50, f"no LIVE status line under the panel at x={x:.0f}"
         finally:
             code, err = stop(viewer)
     assert code == 0, err
