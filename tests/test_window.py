@@ -500,3 +500,23 @@ def test_a_signal_stops_the_window_at_once_whatever_the_interval():
         took = time.monotonic() - sent
     assert code == 0 and "Traceback" not in err, err
     assert took < 10
+
+
+def test_the_wheel_zooms_the_panel_under_it(window):
+    from PyQt6.QtCore import QPointF
+    from PyQt6.QtGui import QWheelEvent
+    from PyQt6.QtWidgets import QApplication
+
+    with FrameWriter("wa", (H, W, 3)) as a, FrameWriter("wb", (H, W, 3)) as b:
+        a.write(np.zeros((H, W, 3), np.uint8))
+        b.write(np.zeros((H, W, 3), np.uint8))
+        win = window("wa", "wb")
+        win.refresh()
+        left, right = win.panels
+        fitted = right.view.scale()
+        at = QPointF(20, 20)
+        wheel = QWheelEvent(at, right.view.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(right.view, wheel)
+        assert right.view.scale() == pytest.approx(fitted * 1.25) and left.view.zoom is None
+        assert right.pixel.text().startswith(f"{fitted * 125:.0f} %")

@@ -76,7 +76,8 @@ class StreamPanel(QWidget):
             self.show_error(reason(exc))
 
     def _refresh(self) -> None:
-        assert self.monitor is not None
+        if self.monitor is None:
+            return  # attaching failed: the panel says why already
         s = self.monitor.poll()
         if s.state == ERROR:
             self.last = s
@@ -109,8 +110,8 @@ class StreamPanel(QWidget):
 
     def show_error(self, why: str) -> None:
         """The stream cannot be used: say why in the panel and its status line."""
-        if why != self._error:
-            logger.warning("%s: %s", self.name, why)
+        if why != self._error:  # once, not every refresh
+            logger.warning("%s", why if self.name in why else f"{self.name}: {why}")
             self._error = why
         if not self.paused:
             self.view.set_image(None)
@@ -131,7 +132,9 @@ class StreamPanel(QWidget):
 
     def _set_status(self, s: Status) -> None:
         shown_fps = self._display_rate.add(time.monotonic(), self.shown)
-        if self.paused or s.state != LIVE:
+        if s.state == WAITING:
+            shown_fps = None
+        elif self.paused or s.state != LIVE:
             shown_fps = 0.0  # nothing is being shown: say so now, not over the next second
         shown = self.on_screen if self.paused else None
         if shown is not None:  # the frozen frame's numbers, the stream's health
@@ -201,8 +204,12 @@ class StreamPanel(QWidget):
         return path
 
     def close_stream(self) -> None:
-        if self.monitor is not None:
+        if self.monitor is None:
+            return
+        try:
             self.monitor.close()
+        except Exception as exc:  # called from closeEvent: an exception there aborts (FACTS 17)
+            logger.warning("%s: closing: %s", self.name, reason(exc))
 
 
 def reason(exc: BaseException) -> str:
