@@ -84,8 +84,8 @@ class StreamPanel(QWidget):
             self.show_error(getattr(s, "error", None) or "the stream cannot be read")
             return
         self._error = None
-        if s.new and s.frame is not None and not self.paused:
-            self._show(s)
+        if s.frame is not None and not self.paused and (s.new or self.on_screen is None):
+            self._show(s)  # a new frame, or the current one again after an error cleared the view
         self._note_restart(s)
         self.last = s
         overlay = {WAITING: f"waiting for stream '{self.name}'…", STALE: "STALE: producer gone or silent"}
