@@ -515,3 +515,22 @@ def test_the_wheel_zooms_the_panel_under_it(window):
         QApplication.sendEvent(right.view, wheel)
         assert right.view.scale() == pytest.approx(fitted * 1.25) and left.view.zoom is None
         assert right.pixel.text().startswith(f"{fitted * 125:.0f} %")
+
+
+def test_a_panel_recovers_from_a_failing_poll_with_its_image(window):
+    with FrameWriter("flaky", (H, W, 3)) as w:
+        w.write(np.full((H, W, 3), 7, np.uint8))
+        win = window("flaky")
+        panel = win.panels[0]
+        real_poll = panel.monitor.poll
+
+        def broken():
+            raise OSError(5, "Input/output error")
+
+        panel.monitor.poll = broken
+        win.refresh()
+        assert panel.status.text().startswith("ERROR") and panel.view.image is None
+        panel.monitor.poll = real_poll
+        win.refresh()  # no new frame since: the current one comes back all the same
+        assert panel.status.text().startswith("LIVE") and panel.view.image is not None
+        assert panel.view.overlay == ""
