@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from contextlib import ExitStack
+
 from tests.helpers import CLI, producer, stop, wait_for
 
 XVFB = shutil.which("Xvfb")
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.skipif(
 GRAB = Path(__file__).with_name("grab_screen.py")
 # The `bars` pattern's colours as cv2 reads them (BGR): red, green, blue, yellow.
 BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}
+LIVE_TEXT = (0x32, 0x7D, 0x2E)  # the status line's colour for LIVE, as cv2 reads it
 
 
 @pytest.fixture
@@ -72,5 +75,93 @@ def test_window_shows_the_stream_on_a_real_screen(display, tmp_path):
             assert seen["yellow"] < seen["green"] < seen["red"] < seen["blue"]
         finally:
             code, err = stop(viewer)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+def red_bars(image: np.ndarray | None, bgr: tuple[int, int, int] = BARS["red"]) -> list[tuple[float, float, int]]:
+    """Each red bar on screen: its centre x, its bottom y, its width."""
+    if image is None:
+        return []
+    mask = np.all(image == bgr, axis=2).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    return [(x + w / 2, y + h, w) for x, y, w, h, area in stats[1:n].tolist() if area > 1000]
+
+
+def test_a_2x2_grid_shows_every_status_line(display, tmp_path):
+    """Four panels: each shows its bars and, under them, its status line in the LIVE colour
+    (the offscreen tests check the words: state and sum come first and are never cut)."""
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
+    names = [f"grid{i}" for i in range(4)]
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(producer(name, pattern="bars"))
+        viewer = subprocess.Popen([*CLI, "view", *names], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            shot = tmp_path / "grid.png"
+            wait_for(lambda: len(red_bars(screenshot(env, shot))) == 4, what="four panels", timeout=60)
+            image = cv2.imread(str(shot))
+            text_ys, text_xs = np.nonzero(np.all(image == LIVE_TEXT, axis=2))
+            for x, bottom, width in red_bars(image):
+                below = (text_ys > bottom) & (text_ys < bottom + 80) & (np.abs(text_xs - x) < 4 * width)
+                assert below.sum() > 50, f"no LIVE status line under the panel at x={x:.0f}"
+        finally:
+            code, err = stop(viewer)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+STATES_WINDOW = """
+import sys
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+from tests.helpers import producer
+from viewer.window import ShutdownSignals, ViewerWindow
+
+def broken():
+    raise OSError(5, "Input/output error")
+
+with ShutdownSignals() as signals, producer("alive", pattern="bars") as _, producer("gone", pattern="bars") as (gone, _):
+    app = QApplication(["states", "-platform", "xcb"])
+    win = ViewerWindow(["alive", "gone", "broken"], interval_ms=100)
+    win.panels[2].monitor.poll = broken
+    signals.connect(win.close)
+    win.show()
+    gone.terminate()
+    def paused_and_stale():
+        if win.panels[1].status.text().startswith("STALE"):
+            win.toggle_pause()
+            print("ready", flush=True)
+        else:
+            QTimer.singleShot(50, paused_and_stale)
+    QTimer.singleShot(1000, paused_and_stale)
+    app.exec()
+"""
+DIMMED_RED = (0, 0, 145)  # red under the stale panel's 110/255 black veil
+STATE_TEXT = {"PAUSED": (0x00, 0x6E, 0x8D), "STALE": (0x28, 0x28, 0xC6), "ERROR": (0x57, 0x14, 0xAD)}  # BGR
+
+
+def test_paused_stale_and_broken_panels_say_so_on_screen(display, tmp_path):
+    """A paused window, one panel live, one whose producer died, one whose stream fails:
+    the screen shows the bars still, the status lines in the state colours, and PAUSED."""
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
+    window = subprocess.Popen([sys.executable, "-c", STATES_WINDOW], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert window.stdout is not None and window.stdout.readline().strip() == "ready"
+        shot = tmp_path / "states.png"
+
+        def seen() -> set[str]:
+            image = screenshot(env, shot)
+            if image is None:
+                return set()
+            return {name for name, bgr in STATE_TEXT.items() if np.all(image == bgr, axis=2).sum() > 50}
+
+        wait_for(lambda: seen() == set(STATE_TEXT), what="PAUSED, STALE and ERROR on screen", timeout=60)
+        image = cv2.imread(str(shot))
+        assert len(red_bars(image)) == 1  # the live panel's frozen image
+        assert len(red_bars(image, DIMMED_RED)) == 1  # the stale panel's last image, dimmed
+    finally:
+        code, err = stop(window)
     assert code == 0, err
     assert "Traceback" not in err

@@ -1,0 +1,254 @@
+"""One stream in the window: its image, its status line and the pixel under the cursor.
+Following the stream is viewer/monitor.py's job and pixel conversion viewer/imaging.py's."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtGui import QColor, QImage, QPalette
+from PyQt6.QtWidgets import QVBoxLayout, QWidget
+
+from viewer import imaging, monitor
+from viewer.errors import ShmviewError
+from viewer.monitor import LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.widgets import ImageView, TextLine
+
+logger = logging.getLogger(__name__)
+
+ERROR = getattr(monitor, "ERROR", "error")  # the monitor's state for a stream it cannot use
+_QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
+_STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
+
+
+class StreamPanel(QWidget):
+    """One stream: its image and its status line. ``last`` is the newest look at the stream,
+    ``on_screen`` the look whose frame is shown (a private copy while paused)."""
+
+    def __init__(self, name: str, *, raw: RawSpec | None = None, levels: tuple[float, float] | None = None):
+        super().__init__()
+        self.view = ImageView(self)
+        self.status = TextLine(self, lines=2, bold=True)  # its colour is the stream's state
+        self.pixel = TextLine(self)  # zoom, and the pixel under the cursor
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.status)
+        layout.addWidget(self.pixel)
+        self.view.hovered.connect(self._show_pixel)
+        self.view.zoom_changed.connect(self._show_zoom)
+        self.fixed_levels = levels
+        self.raw = raw
+        self.paused = False
+        self.monitor: StreamMonitor | None = None
+        self._state = ""
+        self._error: str | None = None
+        self._zoom_text = self._pixel_text = self._note = ""
+        self.attach(name)
+
+    def attach(self, name: str) -> None:
+        """Follow another stream in this panel."""
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
+        self.name = name
+        self.auto_levels = imaging.AutoLevels()
+        self.last: Status | None = None
+        self.on_screen: Status | None = None
+        self._bgra: np.ndarray | None = None
+        self.shown = 0
+        self._display_rate = RateMeter()
+        self._note = ""
+        self.view.set_image(None)
+        self.view.set_overlay(f"waiting for stream '{name}'…")
+        self.monitor = StreamMonitor(name, raw=self.raw)
+
+    def refresh(self) -> None:
+        """Poll the stream once; show its new frame, unless paused, and its health always."""
+        # A slot that raises aborts a PyQt6 program (FACTS 17): whatever one stream does
+        # wrong is shown in its panel, and the other panels go on.
+        try:
+            self._refresh()
+        except Exception as exc:
+            self.show_error(reason(exc))
+
+    def _refresh(self) -> None:
+        if self.monitor is None:
+            return  # attaching failed: the panel says why already
+        s = self.monitor.poll()
+        if s.state == ERROR:
+            self.last = s
+            self.show_error(getattr(s, "error", None) or "the stream cannot be read")
+            return
+        self._error = None
+        if s.frame is not None and not self.paused and (s.new or self.on_screen is None):
+            self._show(s)  # a new frame, or the current one again after an error cleared the view
+        self._note_restart(s)
+        self.last = s
+        overlay = {WAITING: f"waiting for stream '{self.name}'…", STALE: "STALE: producer gone or silent"}
+        self.view.set_overlay(overlay.get(s.state, ""), dimmed=s.state == STALE and self.view.image is not None)
+        self._set_status(s)
+
+    def set_paused(self, paused: bool) -> None:
+        """Freeze the image (keep polling the health). The monitor reuses its two frame
+        buffers, so a frozen frame must be a copy of its own."""
+        self.paused = paused
+        try:
+            if paused and self.on_screen is not None and self.on_screen.frame is not None:
+                frame = self.on_screen.frame
+                frozen = dataclasses.replace(frame, image=frame.image.copy())
+                self._show(dataclasses.replace(self.on_screen, frame=frozen), count=False)
+            elif not paused and self.last is not None and self.last.frame is not None and not self._error:
+                self._show(self.last, count=False)  # the newest frame, at once
+            if self.last is not None and not self._error:
+                self._set_status(self.last)
+        except Exception as exc:  # called from a slot: FACTS 17
+            self.show_error(reason(exc))
+
+    def show_error(self, why: str) -> None:
+        """The stream cannot be used: say why in the panel and its status line."""
+        if why != self._error:  # once, not every refresh
+            logger.warning("%s", why if self.name in why else f"{self.name}: {why}")
+            self._error = why
+        if not self.paused:
+            self.view.set_image(None)
+            self.on_screen = None
+        self.view.set_overlay(why, dimmed=self.view.image is not None)
+        self.status.set_fields(["ERROR", self.name], [why])
+        self._colour(ERROR)
+
+    def _note_restart(self, s: Status) -> None:
+        previous = self.last.info if self.last else None
+        if previous and s.info and (previous.shape, previous.dtype) != (s.info.shape, s.info.dtype):
+            # the producer came back with another format: say so plainly
+            self._note = (
+                f"{self.name} restarted as {_describe(s.info.shape, s.info.dtype)}, "
+                f"was {_describe(previous.shape, previous.dtype)}"
+            )
+            self._update_pixel_line()
+
+    def _set_status(self, s: Status) -> None:
+        shown_fps = self._display_rate.add(time.monotonic(), self.shown)
+        if s.state == WAITING:
+            shown_fps = None
+        elif self.paused or s.state != LIVE:
+            shown_fps = 0.0  # nothing is being shown: say so now, not over the next second
+        shown = self.on_screen if self.paused else None
+        if shown is not None:  # the frozen frame's numbers, the stream's health
+            s = dataclasses.replace(s, info=shown.info, frame=shown.frame, sum=shown.sum, latency_ms=shown.latency_ms)
+        elif self.paused:
+            s = dataclasses.replace(s, frame=None, sum=None, latency_ms=None)
+        self.status.set_fields(*status_fields(s, shown_fps, paused=self.paused))
+        self._colour(s.state)
+
+    def _colour(self, state: str) -> None:
+        if self._state != state:  # recolour only when the state changes
+            self._state = state
+            palette = self.status.palette()
+            palette.setColor(QPalette.ColorRole.WindowText, QColor(_STATE_COLOUR.get(state, "#c62828")))
+            self.status.setPalette(palette)
+
+    def _show(self, s: Status, *, count: bool = True) -> None:
+        assert s.frame is not None and s.info is not None
+        image = s.frame.image
+        if image.dtype != np.uint8:
+            lo, hi = self.fixed_levels or self.auto_levels.update(image)
+            image = imaging.to_uint8(image, lo, hi)
+        pixels, fmt = imaging.display_image(image, s.info.pixel_format, self._bgra)
+        if fmt == imaging.RGB32:
+            self._bgra = pixels
+        h, w = pixels.shape[:2]
+        qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])
+        qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
+        self.on_screen = s
+        self.view.set_image(qimage)
+        self.shown += count
+        if self.view.under_mouse():
+            self.view.emit_hovered()  # the value under a still mouse changed with the frame
+
+    def _show_pixel(self, x: int, y: int) -> None:
+        self._pixel_text = ""
+        s = self.on_screen
+        if x >= 0 and s is not None and s.frame is not None and s.info is not None:
+            try:
+                self._pixel_text = pixel_text(s.frame.image, x, y, s.info.pixel_format)
+            except Exception as exc:  # a slot: FACTS 17
+                self._pixel_text = reason(exc)
+        self._update_pixel_line()
+
+    def _show_zoom(self) -> None:
+        self._zoom_text = self.view.zoom_text()
+        self._update_pixel_line()
+
+    def _update_pixel_line(self) -> None:
+        self.pixel.set_fields([p for p in (self._zoom_text, self._pixel_text or self._note) if p], [])
+
+    def snapshot(self, folder: Path) -> Path | None:
+        """Save the frame on screen at full resolution; None if there is none."""
+        import cv2
+
+        s = self.on_screen
+        if s is None or s.frame is None or s.info is None:
+            return None
+        pixels = imaging.snapshot_array(s.frame.image, s.info.pixel_format)
+        suffix = ".tiff" if pixels.dtype.kind == "f" else ".png"  # PNG holds 8 and 16 bits only
+        index = s.frame.index if s.frame.index is not None else int(time.time())
+        path = folder / f"{self.name}-{index:06d}{suffix}"
+        ok, data = cv2.imencode(suffix, pixels)
+        if not ok:
+            raise ShmviewError(f"could not encode {path.name}")
+        path.write_bytes(data.tobytes())  # not cv2.imwrite: its False never says why, an OSError does
+        return path
+
+    def close_stream(self) -> None:
+        if self.monitor is None:
+            return
+        try:
+            self.monitor.close()
+        except Exception as exc:  # called from closeEvent: an exception there aborts (FACTS 17)
+            logger.warning("%s: closing: %s", self.name, reason(exc))
+
+
+def reason(exc: BaseException) -> str:
+    """One line for a status bar: the message, or the exception's name if it has none."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, ShmviewError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def pixel_text(image: np.ndarray, x: int, y: int, pixel_format: str) -> str:
+    values = np.atleast_1d(image[y, x]).tolist()
+    names = imaging.channel_names(pixel_format)
+    return f"x={x} y={y}  " + " ".join(f"{c}={v:g}" for c, v in zip(names, values, strict=False))
+
+
+def _describe(shape: tuple[int, ...], dtype: str) -> str:
+    return "x".join(map(str, shape)) + f" {dtype}"
+
+
+def status_fields(s: Status, display_fps: float | None, *, paused: bool = False) -> tuple[list[str], list[str]]:
+    """The status line, what matters most first: state, stream, frame, exact sum, rates;
+    then size, type and latency, which may wrap or be cut when the panel is narrow."""
+    first = [s.state.upper(), *(["PAUSED"] if paused else []), s.stream]
+    if s.frame is not None:
+        first.append(f"frame {s.frame.index:,}" if s.frame.index is not None else "raw")
+        first.append(f"sum {s.sum:,}" if isinstance(s.sum, int) else f"sum {s.sum:.6g}")
+    if s.fps is not None:
+        first.append(f"{0.0 if s.state == STALE else s.fps:.1f} fps")  # stale: 0 at once
+    if display_fps is not None:
+        first.append(f"shown {display_fps:.1f} fps")
+    rest = []
+    if s.info is not None:
+        h, w = s.info.shape[:2]
+        channels = s.info.shape[2] if len(s.info.shape) == 3 else 1
+        rest += [f"{w}x{h}", f"{channels} ch {s.info.dtype} {s.info.pixel_format}"]
+    if s.latency_ms is not None:
+        rest.append(f"{s.latency_ms:.1f} ms")
+    return first, rest
+
+
+def status_text(s: Status, display_fps: float | None, *, paused: bool = False) -> str:
+    first, rest = status_fields(s, display_fps, paused=paused)
+    return " · ".join(first + rest)
