@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -223,13 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_opencv(verbose: bool) -> None:
-    """OpenCV and FFmpeg log to stderr from C++ ("[ WARN:0@0.04] ...", "[mjpeg @ 0x...]").
-    Keep that for --verbose. FFmpeg's level is read when cv2 loads, so set it first."""
+    """OpenCV, FFmpeg and libjpeg write their own warnings to stderr: only for --verbose.
+    FFmpeg's level is read when cv2 loads, so this runs before anything imports cv2."""
+    from producers.quiet import quiet_environment
+
     if verbose:
         logging.getLogger().setLevel(logging.INFO)
-        return
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    else:
+        quiet_environment()
 
 
 def _produce_synthetic(args: argparse.Namespace) -> int:
@@ -263,10 +265,13 @@ def _produce_source(args: argparse.Namespace) -> int:
         from producers.folder import FolderSource
 
         source = FolderSource(args.path, loop=args.loop, threads=args.threads)
-    serve(
-        source, args.name, size=args.size, channels=args.channels, letterbox=not args.stretch,
-        slots=args.slots, fps=fps, frames=args.frames,
-    )
+    from producers.quiet import native_noise_filtered
+
+    with contextlib.nullcontext() if args.verbose else native_noise_filtered():
+        serve(
+            source, args.name, size=args.size, channels=args.channels, letterbox=not args.stretch,
+            slots=args.slots, fps=fps, frames=args.frames,
+        )
     return EXIT_OK
 
 

@@ -57,7 +57,7 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _check_room(size: int) -> None:
+def check_room(size: int) -> None:
     """Refuse at once what cannot fit: fallocate on tmpfs would first fill memory, then fail."""
     try:
         vfs = os.statvfs(SHM_DIR)
@@ -81,7 +81,7 @@ class OwnedBlock:
                 "a FrameWriter cannot be made in a daemonic process: its SharedMemoryManager needs a "
                 "child process (start this process with daemon=False)"
             )
-        _check_room(size)
+        check_room(size)
         self._manager: SharedMemoryManager | None = SharedMemoryManager(
             ctx=multiprocessing.get_context(_start_method())
         )
