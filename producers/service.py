@@ -171,6 +171,7 @@ def serve(
             rate = fps if fps is not None else source.fps or 30.0
             written = run(source, writer, fps=rate, frames=frames, stop=stopping, convert=fit, first=first)
         why = _why_stopped(stopping, written, frames)
-        print(f"stream {name} stopped after {written:,} frames: {why}", file=out, flush=True)
+        frames_text = f"{written:,} frame" + ("" if written == 1 else "s")
+        print(f"stream {name} stopped after {frames_text}: {why}", file=out, flush=True)
         return written
 

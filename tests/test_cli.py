@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,13 +60,24 @@ def test_producer_stops_by_itself_after_n_frames():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_producer_stops_cleanly_on_signals(sig):
+def test_producer_stops_cleanly_on_signals_and_says_why(sig):
     with producer("sig", *SMALL) as (proc, block):
         assert Path("/dev/shm", block).exists()
-        code, err = stop(proc, sig)
-    assert code == 0, err
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
     assert not Path("/dev/shm", block).exists()
     assert "Traceback" not in err and "leaked" not in err
+    assert re.fullmatch(rf"stream sig stopped after [\d,]+ frames?: signal {sig.name}\n", out), out
+
+
+def test_a_stream_too_big_for_shared_memory_is_refused_before_any_frame():
+    synthetic = cli("produce", "synthetic", "--name", "huge", "--size", "32768x32768", "--slots", "10")
+    folder = cli("produce", "folder", "--name", "huge", "--path", "/nonexistent", "--size", "32768x32768",
+                 "--channels", "3", "--slots", "64")  # refused before the folder is even looked at
+    for done in (synthetic, folder):
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot allocate" in done.stderr
+        assert done.stdout == ""
 
 
 def test_list_shows_a_live_stream_and_forgets_it_after_its_producer_stops():
@@ -356,9 +368,9 @@ def test_sizes_read_width_by_height_for_people():
 def _every_parser(parser):
     yield parser
     for action in parser._actions:
-        for sub in getattr(action, "choices", None) or {}:
-            if hasattr(action.choices[sub], "_actions"):
-                yield from _every_parser(action.choices[sub])
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _every_parser(sub)
 
 
 def test_every_option_has_help_and_every_default_is_shown():
