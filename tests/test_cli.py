@@ -139,7 +139,7 @@ def test_invalid_names_exit_2_at_once_for_producers_and_viewers(name):
     done = cli("produce", "synthetic", "--name", name)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "invalid stream name" in done.stderr
-    for view in (["view", name], ["view", name, "--headless"]):  # a window would wait forever
+    for view in (["view", name], ["view", name, "--headless"], ["demo", "--name", name]):  # a window would wait forever
         done = cli(*view, timeout=20)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "invalid stream name" in done.stderr
 

@@ -349,7 +349,7 @@ def _list(args: argparse.Namespace) -> int:
 
     rows = stream_rows()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows, allow_nan=False))
         return EXIT_OK
     if not rows:
         print("no live streams")
@@ -368,6 +368,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from viewer.registry import validate_name
+
+    validate_name(args.name)  # here, rather than as the producer's failure to start
     cmd = [sys.executable, "-m", "viewer", "produce", "synthetic", "--name", args.name, "--pattern", args.pattern]
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the producer below is always stopped too.
     previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
