@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -289,7 +290,7 @@ def test_json_lines_carry_timestamps_pids_and_skipped_frames():
     assert done.returncode == 0, done.stderr
     lines = _strict(done.stdout)
     assert lines[0]["skipped"] == 0  # counted from the viewer's first line on
-    for before, line in zip(lines, lines[1:]):
+    for before, line in itertools.pairwise(lines):
         assert line["skipped"] == line["frame"] - before["frame"] - 1
         assert line["producer_pid"] == proc.pid and line["timestamp_ns"] >= before["timestamp_ns"]
     assert sum(line["skipped"] for line in lines) > 0  # 200 fps against a look every 100 ms

@@ -139,7 +139,7 @@ def test_folder_loop_and_threads(tmp_path):
 def test_opencv_and_libjpeg_noise_only_with_verbose(tmp_path):
     folder = tmp_path / "damaged"
     folder.mkdir()
-    ok, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    _, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
     (folder / "0.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])  # decodes, with a libjpeg warning
     args = ["produce", "folder", "--name", "damaged", "--path", str(folder), "--loop", "--frames", "2", "--fps", "0"]
     quiet, loud = cli(*args), cli(*args, "--verbose")
@@ -352,7 +352,8 @@ def test_serve_keeps_the_dtype_and_stops_when_asked_from_another_thread(dtype):
         stop.set()
         thread.join(60)
     assert not thread.is_alive() and result[0] > 0
-    assert re.fullmatch(rf"stream kept stopped after {result[0]:,} frames?: asked to stop", out.getvalue().splitlines()[-1])
+    last = out.getvalue().splitlines()[-1]
+    assert re.fullmatch(rf"stream kept stopped after {result[0]:,} frames?: asked to stop", last)
 
 
 def _attach(name: str) -> FrameReader | None:

@@ -11,7 +11,6 @@ import contextlib
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -20,9 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from viewer import cli_types as T
 from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.monitor import RawSpec
-from viewer.protocol import DTYPES, MAX_CHANNELS, MAX_SIDE, MAX_SLOTS, PIXEL_FORMATS
+from viewer.protocol import DTYPES, MAX_SLOTS, PIXEL_FORMATS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -72,63 +72,6 @@ def _version() -> str:
         return viewer.__version__
 
 
-def _number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False) -> object:
-    """An argparse type: a finite number of ``kind`` in [low, high] (above: > low)."""
-
-    def parse(text: str) -> object:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if low is not None and (value <= low if above else value < low):
-            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}, got {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-_FPS = _number(float, 0)
-_SLOTS = _number(int, 1, MAX_SLOTS)
-_POSITIVE = _number(int, 0, above=True)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
-    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-        raise argparse.ArgumentTypeError(f"size {text!r} is out of range (1 to {MAX_SIDE} each way)")
-    return w, h
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must look like 480,640,3 (H,W[,C]), got {text!r}") from None
-    if len(shape) not in (2, 3) or min(shape) < 1 or max(shape[:2]) > MAX_SIDE or shape[2:3] > (MAX_CHANNELS,):
-        raise argparse.ArgumentTypeError(
-            f"shape must be H,W or H,W,C with sides 1 to {MAX_SIDE} and 1 to {MAX_CHANNELS} channels, got {text!r}"
-        )
-    return shape
-
-
-def _levels(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"levels must look like 0,4095, got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise argparse.ArgumentTypeError(f"levels need finite LO < HI, got {text!r}")
-    return lo, hi
-
-
 def _add_produce(sub: argparse._SubParsersAction) -> None:
     from producers.synthetic import PATTERNS
 
@@ -136,26 +79,28 @@ def _add_produce(sub: argparse._SubParsersAction) -> None:
     kinds = prod.add_subparsers(dest="source", required=True, parser_class=_Parser)
     syn = kinds.add_parser("synthetic", help="test patterns with known content", epilog=EXIT_CODES)
     syn.add_argument("--pattern", choices=PATTERNS, default="gradient", help="what each frame shows")
-    syn.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="WIDTHxHEIGHT (default 640x480)")
+    syn.add_argument("--size", type=T.size, default=(640, 480), metavar="WxH",
+                     help="WIDTHxHEIGHT (default 640x480)")
     syn.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 grey, 3 BGR")
-    syn.add_argument("--fps", type=_FPS, metavar="N", default=30.0, help="frames per second; 0: as fast as possible")
+    syn.add_argument("--fps", type=T.FPS, metavar="N", default=30.0, help="frames per second; 0: as fast as possible")
     syn.set_defaults(func=_produce_synthetic)
 
     cam = kinds.add_parser("camera", help="a camera through OpenCV (index, /dev/videoN or URL)", epilog=EXIT_CODES)
     cam.add_argument("--device", required=True, help="0, /dev/video0, rtsp://... or http://...")
-    cam.add_argument("--fps", type=_FPS, metavar="N", help="pace to N fps (default: as the camera delivers)")
+    cam.add_argument("--fps", type=T.FPS, metavar="N", help="pace to N fps (default: as the camera delivers)")
     vid = kinds.add_parser("video", help="a video file, at its own frame rate", epilog=EXIT_CODES)
     vid.add_argument("--path", required=True, type=Path, help="the video file")
     vid.add_argument("--loop", action="store_true", help="start over at the end")
-    vid.add_argument("--fps", type=_FPS, metavar="N", help="pace to N fps (default: the file's rate)")
+    vid.add_argument("--fps", type=T.FPS, metavar="N", help="pace to N fps (default: the file's rate)")
     fold = kinds.add_parser("folder", help="the images in a folder, in name order", epilog=EXIT_CODES)
     fold.add_argument("--path", required=True, type=Path, help="the folder")
     fold.add_argument("--loop", action="store_true", help="start over after the last image")
-    fold.add_argument("--threads", type=_number(int, 1, 64), default=min(4, os.cpu_count() or 1),
+    fold.add_argument("--threads", type=T.number(int, 1, 64), default=min(4, os.cpu_count() or 1),
                       help="decoding threads")
-    fold.add_argument("--fps", type=_FPS, metavar="N", default=10.0, help="frames per second")
+    fold.add_argument("--fps", type=T.FPS, metavar="N", default=10.0, help="frames per second")
     for src in (cam, vid, fold):
-        src.add_argument("--size", type=_size, metavar="WxH", help="WIDTHxHEIGHT of the stream (default: the first frame's)")
+        src.add_argument("--size", type=T.size, metavar="WxH",
+                         help="WIDTHxHEIGHT of the stream (default: the first frame's)")
         src.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 BGR (default: the first frame's)")
         src.add_argument("--stretch", action="store_true", help="fill --size, not keeping the aspect ratio "
                          "(default: keep it, with black bars)")
@@ -163,8 +108,8 @@ def _add_produce(sub: argparse._SubParsersAction) -> None:
         src.set_defaults(func=_produce_source)
     for src in (syn, cam, vid, fold):
         src.add_argument("--name", required=True, help="stream name, e.g. cam0")
-        src.add_argument("--frames", type=_POSITIVE, metavar="N", help="stop after this many frames (default: never)")
-        src.add_argument("--slots", type=_SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
+        src.add_argument("--frames", type=T.POSITIVE, metavar="N", help="stop after this many frames (default: never)")
+        src.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
         src.add_argument("--verbose", action="store_true", help="show OpenCV's and FFmpeg's own log messages")
 
 
@@ -182,19 +127,21 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
     view = sub.add_parser("view", help="show streams, in a window or as text", epilog=VIEW_EPILOG)
     view.add_argument("names", nargs="+", metavar="NAME", help="stream name(s), or block name(s) with --raw-shape")
     view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
-    view.add_argument("--interval-ms", type=_POSITIVE, metavar="MS", default=300, help="refresh period in milliseconds")
+    view.add_argument("--interval-ms", type=T.POSITIVE, metavar="MS", default=300,
+                      help="refresh period in milliseconds")
     view.add_argument("--json", action="store_true", help="one JSON object per stream per refresh (headless)")
-    view.add_argument("--count", type=_POSITIVE, metavar="N", help="exit after N refreshes (headless; default: never)")
-    view.add_argument("--timeout", type=_number(float, 0), metavar="S",
+    view.add_argument("--count", type=T.POSITIVE, metavar="N", help="exit after N refreshes (headless; default: never)")
+    view.add_argument("--timeout", type=T.number(float, 0), metavar="S",
                       help="headless: seconds to wait for a stream to appear before exit 3 (default 5)")
-    view.add_argument("--raw-shape", type=_shape, metavar="H,W[,C]", help="read a bare array at offset 0 of a foreign block; "
-                      "numpy shape H,W[,C]")
+    view.add_argument("--raw-shape", type=T.shape, metavar="H,W[,C]",
+                      help="read a bare array at offset 0 of a foreign block; numpy shape H,W[,C]")
     view.add_argument("--dtype", default="uint8", choices=DTYPES, help="with --raw-shape: the array's dtype")
     view.add_argument("--pixel-format", choices=tuple(PIXEL_FORMATS),
                       help="with --raw-shape (default: GRAY, BGR or BGRA from the channels)")
-    view.add_argument("--levels", type=_levels, metavar="LO,HI", help="window: fixed display levels LO,HI for uint16/float frames "
-                      "(default: automatic)")
-    view.add_argument("--snapshot-dir", type=Path, metavar="DIR", help="window: where Ctrl+S saves frames (default: here)")
+    view.add_argument("--levels", type=T.levels, metavar="LO,HI",
+                      help="window: fixed display levels LO,HI for uint16/float frames (default: automatic)")
+    view.add_argument("--snapshot-dir", type=Path, metavar="DIR",
+                      help="window: where Ctrl+S saves frames (default: here)")
     view.set_defaults(func=_view)
 
 
@@ -218,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--name", default="demo", help="the demo stream's name")
     demo.add_argument("--pattern", choices=PATTERNS, default="bars", help="the test pattern shown")
     demo.add_argument("--headless", action="store_true", help="text instead of a window")
-    demo.add_argument("--count", type=_POSITIVE, metavar="N", help="headless: exit after N refreshes (default: never)")
+    demo.add_argument("--count", type=T.POSITIVE, metavar="N", help="headless: exit after N refreshes (default: never)")
     demo.set_defaults(func=_demo)
     return p
 

@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from viewer import monitor
 from viewer.errors import ShmviewError, StreamNotFoundError
 from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.monitor import WAITING, RawSpec, Status, StreamMonitor
 from viewer.registry import live_records
 
-ERROR = "error"  # viewer.monitor.ERROR once the monitor reports bad streams itself
+ERROR: str = getattr(monitor, "ERROR", "error")  # the monitor's own constant, where it has one
 
 
 @dataclass(frozen=True)
