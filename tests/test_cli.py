@@ -390,3 +390,9 @@ def test_every_option_has_help_and_every_default_is_shown():
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("shmview 0.")
+
+
+def test_display_probe_follows_the_platform_qt_was_told_to_use():
+    assert display_problem({"QT_QPA_PLATFORM": "xcb"}) == "QT_QPA_PLATFORM is xcb but DISPLAY is not set"
+    stale = {"QT_QPA_PLATFORM": "xcb", "DISPLAY": f":{_free_x_display()}"}
+    assert "cannot connect to X server" in display_problem(stale)

@@ -60,20 +60,28 @@ def display_problem(env: Mapping[str, str] | None = None) -> str | None:
     """None if Qt has somewhere to put a window, else a short reason for the user.
 
     QT_QPA_PLATFORM other than xcb or wayland (offscreen, vnc, ...) counts as a display.
-    Otherwise a reachable Wayland or X display is enough.
+    Otherwise a reachable Wayland or X display is enough (only the one QT_QPA_PLATFORM
+    names, if it names one).
     """
     env = os.environ if env is None else env
     platform = env.get("QT_QPA_PLATFORM", "").split(":")[0]
-    wayland, x = env.get("WAYLAND_DISPLAY", ""), env.get("DISPLAY", "")
     if platform and platform != "xcb" and not platform.startswith("wayland"):
         return None
+    checks = {
+        "WAYLAND_DISPLAY": lambda v: wayland_problem(v, env.get("XDG_RUNTIME_DIR")),
+        "DISPLAY": x_server_problem,
+    }
+    if platform:
+        checks.pop("DISPLAY" if platform.startswith("wayland") else "WAYLAND_DISPLAY")
     problems = []
-    if wayland and platform != "xcb":
-        if (problem := wayland_problem(wayland, env.get("XDG_RUNTIME_DIR"))) is None:
-            return None
-        problems.append(problem)
-    if x and not platform.startswith("wayland"):
-        if (problem := x_server_problem(x)) is None:
-            return None
-        problems.append(problem)
-    return "; ".join(problems) or "DISPLAY, WAYLAND_DISPLAY and QT_QPA_PLATFORM are not set"
+    for variable, check in checks.items():
+        if env.get(variable):
+            if (problem := check(env[variable])) is None:
+                return None
+            problems.append(problem)
+    if problems:
+        return "; ".join(problems)
+    if platform:
+        (variable,) = checks
+        return f"QT_QPA_PLATFORM is {platform} but {variable} is not set"
+    return "DISPLAY, WAYLAND_DISPLAY and QT_QPA_PLATFORM are not set"
