@@ -123,12 +123,17 @@ def _ready_line(name: str, writer: FrameWriter) -> str:
     return f"stream {name} ready: block {writer.block_name}, {what}, {lay.slot_count} slots"
 
 
-def _why_stopped(stop: Stop, written: int, frames: int | None) -> str:
+def _stopped_line(name: str, stop: Stop, written: int | None, frames: int | None) -> str:
+    """Why the stream ended, for the one line a producer prints when it stops."""
     if stop.is_set():
-        return f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
-    if frames is not None and written >= frames:
-        return "frame limit reached"
-    return "end of source"
+        why = f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
+    elif frames is not None and written is not None and written >= frames:
+        why = "frame limit reached"
+    else:
+        why = "end of source"
+    if written is None:
+        return f"stream {name} stopped before its first frame: {why}"
+    return f"stream {name} stopped after {written:,} frame{'' if written == 1 else 's'}: {why}"
 
 
 def serve(
@@ -159,8 +164,7 @@ def serve(
     with _stop_flag(stop) as stopping, source:
         first = _first_frame(source, stopping)
         if first is None:
-            print(f"stream {name} stopped before its first frame: {_why_stopped(stopping, 0, frames)}",
-                  file=out, flush=True)
+            print(_stopped_line(name, stopping, None, frames), file=out, flush=True)
             return 0
         fit = Conformer.for_first(
             first, size, channels, colour_order=source.colour_order, letterbox=letterbox, source=str(source)
@@ -170,8 +174,6 @@ def serve(
             print(_ready_line(name, writer), file=out, flush=True)
             rate = fps if fps is not None else source.fps or 30.0
             written = run(source, writer, fps=rate, frames=frames, stop=stopping, convert=fit, first=first)
-        why = _why_stopped(stopping, written, frames)
-        frames_text = f"{written:,} frame" + ("" if written == 1 else "s")
-        print(f"stream {name} stopped after {frames_text}: {why}", file=out, flush=True)
+        print(_stopped_line(name, stopping, written, frames), file=out, flush=True)
         return written
 

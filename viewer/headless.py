@@ -166,7 +166,7 @@ def run(
     single_threaded_opencv()
     monitors = [StreamMonitor(n, raw=raw) for n in names]
     start, schedule, skipped = time.monotonic(), Schedule(interval_s), SkipCounter()
-    refreshes, seen = 0, set()
+    refreshes, seen = 0, set[str]()
     try:
         while True:
             statuses = [_poll(m) for m in monitors]
