@@ -145,6 +145,11 @@ def test_invalid_names_exit_2_at_once_for_producers_and_viewers(name):
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "invalid stream name" in done.stderr
 
 
+def test_a_missing_raw_block_is_named_as_a_block():
+    done = cli("view", "psm_nothere", "--raw-shape", "2,2", "--headless", "--timeout", "0.2")
+    assert done.returncode == 3 and done.stderr == "shmview: error: no shared-memory block 'psm_nothere' after 0.2 s\n"
+
+
 @pytest.mark.parametrize("name", [".", "..", "/", "a/b"])
 def test_invalid_block_names_in_raw_mode_exit_2(name):
     done = cli("view", name, "--raw-shape", "2,2", timeout=20)

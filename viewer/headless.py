@@ -120,11 +120,13 @@ def status_line(s: Status | _Failed) -> str:
     return "  ".join(parts)
 
 
-def not_found(names: Sequence[str], waited_s: float) -> StreamNotFoundError:
-    live = ", ".join(r.name for r in live_records()) or "none"
+def not_found(names: Sequence[str], waited_s: float, *, raw: bool = False) -> StreamNotFoundError:
     which = ", ".join(repr(n) for n in names)
+    if raw:
+        return StreamNotFoundError(f"no shared-memory block {which} after {waited_s:.3g} s", names=list(names))
+    live = ", ".join(r.name for r in live_records()) or "none"
     return StreamNotFoundError(
-        f"no stream {which} after {waited_s:g} s; live streams: {live}", names=list(names)
+        f"no stream {which} after {waited_s:.3g} s; live streams: {live}", names=list(names)
     )
 
 
@@ -173,7 +175,7 @@ def run(
             seen.update(s.stream for s in statuses if s.state != WAITING)
             waiting = [n for n in names if n not in seen]
             if waiting and timeout_s is not None and time.monotonic() - start >= timeout_s:
-                raise not_found(waiting, timeout_s)
+                raise not_found(waiting, timeout_s, raw=raw is not None)
             for s in statuses:
                 print(json_line(s, skipped(s)) if as_json else status_line(s), file=out, flush=True)
             refreshes += 1
@@ -184,5 +186,5 @@ def run(
         for m in monitors:
             m.close()
     if waiting:
-        raise not_found(waiting, time.monotonic() - start)
+        raise not_found(waiting, time.monotonic() - start, raw=raw is not None)
     return 1 if any(s.state == ERROR for s in statuses) else 0
