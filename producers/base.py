@@ -32,6 +32,9 @@ class FrameSource(ABC):
     colour_order = "BGR"
     #: The source's own frame rate, where it has one (a video file's), known after open().
     fps: float | None = None
+    #: The frames' numpy shape where it is known before the first frame (a synthetic
+    #: pattern's): lets a producer refuse a stream too big for shared memory at once.
+    shape: tuple[int, ...] | None = None
     #: Set by the producer once the stream's format is known: a function that makes a
     #: frame fit it. Sources that decode ahead in threads may apply it there.
     prepare: Callable[[np.ndarray], np.ndarray] | None = None

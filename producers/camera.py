@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -75,9 +76,13 @@ class CameraSource(FrameSource):
 
     def _capture_loop(self, cap: Any) -> None:
         failures, delay = 0, BACKOFF_S[0]
+        lost_at: float | None = None  # when the camera stopped delivering, while it is gone
         while not self._closing.is_set():
             ok, frame = cap.read() if cap is not None else (False, None)
             if ok and frame is not None:
+                if lost_at is not None:
+                    log.warning("%s is back after %.1f s", self, time.monotonic() - lost_at)
+                    lost_at = None
                 with self._cond:
                     self._latest, self._count = frame, self._count + 1
                     self._cond.notify_all()
@@ -86,6 +91,7 @@ class CameraSource(FrameSource):
             failures += 1
             if failures < FAILURES_BEFORE_REOPEN:
                 continue
+            lost_at = lost_at if lost_at is not None else time.monotonic()
             log.warning("%s delivered no frame; reopening in %.1f s", self, delay)
             if cap is not None:
                 cap.release()

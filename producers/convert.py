@@ -1,4 +1,4 @@
-"""Making any source's frames fit a stream: size, channels and channel order, with OpenCV."""
+"""Making any source's frames fit a stream: size, channels, channel order and dtype, with OpenCV."""
 
 from __future__ import annotations
 
@@ -17,21 +17,23 @@ _CODES = {
     ("GRAY", "BGR"): cv2.COLOR_GRAY2BGR, ("BGRA", "BGR"): cv2.COLOR_BGRA2BGR,
     ("RGB", "BGR"): cv2.COLOR_RGB2BGR, ("RGBA", "BGR"): cv2.COLOR_RGBA2BGR,
 }
+DTYPES = ("uint8", "uint16", "float32", "float64")
+_FULL_SCALE = {"uint8": 255, "uint16": 65535}  # integer samples span their whole range
 
 
 def layout_of(frame: np.ndarray, colour_order: str = "BGR") -> str:
     """GRAY, or the source's colour order with an A for a fourth channel."""
     channels = 1 if frame.ndim == 2 else frame.shape[2]
+    if frame.ndim not in (2, 3) or channels not in (1, 3, 4):
+        raise SourceError(f"frames of shape {frame.shape} are not supported (H,W or H,W,C with C 1, 3 or 4)")
     if channels == 1:
         return "GRAY"
-    if channels in (3, 4):
-        return colour_order + ("A" if channels == 4 else "")
-    raise SourceError(f"frames with {channels} channels are not supported (1, 3 or 4)")
+    return colour_order + ("A" if channels == 4 else "")
 
 
 @dataclass(frozen=True)
 class Conformer:
-    """Turns a source's frames into the stream's: (height, width), GRAY or BGR, uint8.
+    """Turns a source's frames into the stream's: (height, width), GRAY or BGR, ``dtype``.
 
     Frames that already fit pass through untouched, so applying it twice is harmless.
     """
@@ -40,7 +42,9 @@ class Conformer:
     width: int
     pixel_format: str = "BGR"  # GRAY or BGR
     colour_order: str = "BGR"  # what the source's 3- and 4-channel frames hold
-    letterbox: bool = False  # keep the aspect ratio, pad with black
+    letterbox: bool = True  # keep the aspect ratio, pad with black; False stretches
+    dtype: str = "uint8"  # the stream's, from its first frame
+    source: str = "the source"  # named in errors
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,18 +52,23 @@ class Conformer:
 
     @classmethod
     def for_first(
-        cls, frame: np.ndarray, size: tuple[int, int] | None, channels: int | None, **options: object
+        cls, frame: object, size: tuple[int, int] | None, channels: int | None, **options: object
     ) -> Conformer:
-        """The stream a first frame suggests: its own size and colour unless told otherwise."""
+        """The stream a first frame suggests: its own size, colour and dtype unless told otherwise."""
+        source = str(options.get("source", "the source"))
+        frame = _checked(frame, source)
         w, h = size if size else (frame.shape[1], frame.shape[0])
         grey = channels == 1 or (channels is None and layout_of(frame) == "GRAY")
-        return cls(h, w, "GRAY" if grey else "BGR", **options)  # type: ignore[arg-type]
+        return cls(h, w, "GRAY" if grey else "BGR", dtype=frame.dtype.name, **options)  # type: ignore[arg-type]
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        frame = _to_uint8(frame)
-        src = layout_of(frame, self.colour_order)
+    def __call__(self, frame: object) -> np.ndarray:
+        frame = _to_dtype(_checked(frame, self.source), self.dtype)
+        try:
+            src = layout_of(frame, self.colour_order)
+        except SourceError as exc:
+            raise SourceError(f"{self.source}: {exc}") from None
         if src != self.pixel_format:
-            frame = cv2.cvtColor(frame, _CODES[(src, self.pixel_format)])
+            frame = _convert_colour(frame, _CODES[(src, self.pixel_format)])
         elif frame.ndim == 3 and self.pixel_format == "GRAY":
             frame = frame[:, :, 0]
         if frame.shape[:2] != (self.height, self.width):
@@ -74,15 +83,37 @@ class Conformer:
             return cv2.resize(frame, (self.width, self.height), interpolation=interp)
         scale = min(self.width / w, self.height / h)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        out = np.zeros(self.shape, np.uint8)
+        out = np.zeros(self.shape, frame.dtype)
         y, x = (self.height - nh) // 2, (self.width - nw) // 2
         out[y : y + nh, x : x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
         return out
 
 
-def _to_uint8(frame: np.ndarray) -> np.ndarray:
-    if frame.dtype == np.uint8:
+def _checked(frame: object, source: str) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise SourceError(f"{source} gave a {type(frame).__name__}, not a numpy array", source=source)
+    if frame.dtype.name not in DTYPES:
+        raise SourceError(
+            f"{source} gave {frame.dtype} frames; a stream carries {', '.join(DTYPES)}", source=source
+        )
+    return frame
+
+
+def _convert_colour(frame: np.ndarray, code: int) -> np.ndarray:
+    if frame.dtype == np.float64:  # cvtColor takes 8- and 16-bit and float32 only
+        return cv2.cvtColor(frame.astype(np.float32), code).astype(np.float64)
+    return cv2.cvtColor(frame, code)
+
+
+def _to_dtype(frame: np.ndarray, dtype: str) -> np.ndarray:
+    """A frame of another dtype than the stream's (a 16-bit PNG among 8-bit ones): integer
+    samples are rescaled from full range to full range, floats keep their values."""
+    have = frame.dtype.name
+    if have == dtype:
         return frame
-    if frame.dtype == np.uint16:
-        return (frame >> 8).astype(np.uint8)
-    raise SourceError(f"{frame.dtype} frames are not supported by this producer (uint8 or uint16)")
+    if have in _FULL_SCALE and dtype in _FULL_SCALE:
+        scaled = frame.astype(np.float32) * (_FULL_SCALE[dtype] / _FULL_SCALE[have])
+        return np.rint(scaled).astype(dtype)
+    if dtype in _FULL_SCALE:  # float into an integer stream: clip to its range
+        return np.clip(np.nan_to_num(frame), 0, _FULL_SCALE[dtype]).astype(dtype)
+    return frame.astype(dtype)

@@ -40,6 +40,11 @@ class FolderSource(FrameSource):
         return f"folder {self.path}"
 
     def open(self) -> None:
+        if self.path.is_file():
+            raise SourceError(
+                f"{self.path} is a file, not a folder: for a video use `shmview produce video --path {self.path}`",
+                path=str(self.path),
+            )
         if not self.path.is_dir():
             raise SourceNotFoundError(f"no folder {self.path}", path=str(self.path))
         self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

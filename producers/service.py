@@ -14,9 +14,13 @@ from typing import TextIO
 
 import numpy as np
 
-from producers.base import FrameSource, NoFrameYet, run
+from producers.base import FrameSource, NoFrameYet, Stop, run
 from producers.convert import Conformer
 from viewer.errors import SourceError
+from viewer.imaging import describe
+from viewer.protocol import make_layout
+from viewer.registry import validate_name
+from viewer.shm import check_room
 from viewer.stream import FrameWriter
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -28,48 +32,65 @@ class SignalStop:
     The handlers must not take locks: a ``threading.Event.set()`` in a handler deadlocks
     when the signal lands while the main thread holds the event's own lock (inside
     ``wait()``). So the handler sets a plain flag, and ``signal.set_wakeup_fd`` wakes the
-    ``select()`` that sleeps between frames. Handling SIGTERM at all matters (FACTS 3-4):
-    a process started with ``&`` ignores SIGINT, and an unhandled SIGTERM skips every exit
-    handler.
+    ``select()`` that sleeps between frames. Handling SIGTERM at all matters: a process
+    started with ``&`` from a script ignores SIGINT, and an unhandled SIGTERM skips every
+    exit handler, which leaves the SharedMemoryManager server, and the block, behind.
+    Only the main thread may install handlers: see installed().
     """
 
     def __init__(self) -> None:
-        self._stopped = False
-        self._read, self._write = os.pipe()
-        for fd in (self._read, self._write):
-            os.set_blocking(fd, False)
+        self.signal: str | None = None  # the name of the signal that stopped us
+        self._read = self._write = -1
 
     def is_set(self) -> bool:
-        return self._stopped
+        return self.signal is not None
 
-    def set(self) -> None:
-        self._stopped = True
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal = signal.Signals(signum).name
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` s, less if a signal arrives; return whether to stop."""
-        if not self._stopped and select.select([self._read], [], [], max(0.0, timeout))[0]:
+        if not self.is_set() and select.select([self._read], [], [], max(0.0, timeout))[0]:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._read, 512)
-        return self._stopped
+        return self.is_set()
 
+    @classmethod
     @contextmanager
-    def installed(self) -> Iterator[SignalStop]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # only the main thread may handle signals; the caller stops us
-            return
-        previous_fd = signal.set_wakeup_fd(self._write)
-        previous = {s: signal.signal(s, lambda *_: self.set()) for s in STOP_SIGNALS}
+    def installed(cls) -> Iterator[SignalStop]:
+        """Handlers and wakeup pipe for the time inside; both are gone again after."""
+        stop = cls()
+        stop._read, stop._write = os.pipe()
         try:
-            yield self
+            for fd in (stop._read, stop._write):
+                os.set_blocking(fd, False)
+            previous_fd = signal.set_wakeup_fd(stop._write)
+            previous = {s: signal.signal(s, stop._handle) for s in STOP_SIGNALS}
+            try:
+                yield stop
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+                signal.set_wakeup_fd(previous_fd)
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            signal.set_wakeup_fd(previous_fd)
-            os.close(self._read)
-            os.close(self._write)
+            os.close(stop._read)
+            os.close(stop._write)
 
 
-def _first_frame(source: FrameSource, stop: SignalStop) -> np.ndarray | None:
+@contextmanager
+def _stop_flag(stop: Stop | None) -> Iterator[Stop]:
+    """The caller's stop flag; else signals in the main thread; else a flag nobody sets
+    (a thread that wants to stop serve() early passes ``stop``)."""
+    if stop is not None:
+        yield stop
+    elif threading.current_thread() is threading.main_thread():
+        with SignalStop.installed() as by_signal:
+            yield by_signal
+    else:
+        yield threading.Event()
+
+
+def _first_frame(source: FrameSource, stop: Stop) -> np.ndarray | None:
     while not stop.is_set():
         try:
             frame = source.read()
@@ -81,38 +102,78 @@ def _first_frame(source: FrameSource, stop: SignalStop) -> np.ndarray | None:
     return None
 
 
+def _check_room_early(name: str, source: FrameSource, size: tuple[int, int] | None,
+                      channels: int | None, slots: int) -> None:
+    """Refuse a stream that cannot fit in /dev/shm before any frame is made: a huge first
+    frame takes seconds and gigabytes to produce, and a producer busy with it cannot even
+    be stopped. Uses what is known beforehand, at its smallest (uint8, 1 channel unless told)."""
+    validate_name(name)
+    if size is not None:
+        shape: tuple[int, ...] = (size[1], size[0]) + ((3,) if channels == 3 else ())
+    elif source.shape is not None:
+        shape = source.shape
+    else:
+        return
+    check_room(make_layout(shape, "uint8", None, slots).block_size)
+
+
+def _ready_line(name: str, writer: FrameWriter) -> str:
+    lay = writer.layout
+    what = describe(lay.shape, lay.dtype.name, lay.pixel_format)
+    return f"stream {name} ready: block {writer.block_name}, {what}, {lay.slot_count} slots"
+
+
+def _stopped_line(name: str, stop: Stop, written: int | None, frames: int | None) -> str:
+    """Why the stream ended, for the one line a producer prints when it stops."""
+    if stop.is_set():
+        why = f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
+    elif frames is not None and written is not None and written >= frames:
+        why = "frame limit reached"
+    else:
+        why = "end of source"
+    if written is None:
+        return f"stream {name} stopped before its first frame: {why}"
+    return f"stream {name} stopped after {written:,} frame{'' if written == 1 else 's'}: {why}"
+
+
 def serve(
     source: FrameSource,
     name: str,
     *,
     size: tuple[int, int] | None = None,
     channels: int | None = None,
-    letterbox: bool = False,
+    letterbox: bool = True,
     slots: int = 3,
     fps: float | None = None,
     frames: int | None = None,
     out: TextIO = sys.stdout,
+    stop: Stop | None = None,
 ) -> int:
-    """Publish ``source`` as stream ``name`` until it ends, ``frames`` are written, or
-    SIGINT / SIGTERM / SIGHUP arrives; print one ready line; return the frames written.
+    """Publish ``source`` as stream ``name`` until it ends, ``frames`` are written, or it
+    is stopped; print a ready line and a stopped line; return the frames written.
 
-    The stream takes the first frame's size and colour (grey or BGR) unless ``size``
-    (width, height) or ``channels`` (1 or 3) say otherwise; other frames are made to fit.
-    ``fps`` None paces at the source's own rate (a video file's), else 30; 0 does not pace.
+    The stream takes the first frame's size, colour (grey or BGR) and dtype (uint8,
+    uint16, float32, float64) unless ``size`` (width, height) or ``channels`` (1 or 3)
+    say otherwise; other frames are made to fit, keeping their aspect ratio with black
+    bars unless ``letterbox`` is False. ``fps`` None paces at the source's own rate (a
+    video file's), else 30; 0 does not pace. ``stop`` (an object with ``is_set()`` and
+    ``wait(timeout)``, such as a threading.Event) ends it early; without one, SIGINT,
+    SIGTERM and SIGHUP do when serve() runs in the main thread.
     """
-    with SignalStop().installed() as stop, source:
-        first = _first_frame(source, stop)
+    _check_room_early(name, source, size, channels, slots)
+    with _stop_flag(stop) as stopping, source:
+        first = _first_frame(source, stopping)
         if first is None:
+            print(_stopped_line(name, stopping, None, frames), file=out, flush=True)
             return 0
-        fit = Conformer.for_first(first, size, channels, colour_order=source.colour_order, letterbox=letterbox)
+        fit = Conformer.for_first(
+            first, size, channels, colour_order=source.colour_order, letterbox=letterbox, source=str(source)
+        )
         source.prepare = fit
-        with FrameWriter(name, fit.shape, "uint8", pixel_format=fit.pixel_format, slots=slots) as writer:
-            lay = writer.layout
-            print(
-                f"stream {name} ready: block {writer.block_name}, "
-                f"{'x'.join(map(str, lay.shape))} {lay.dtype.name} {lay.pixel_format}, {lay.slot_count} slots",
-                file=out,
-                flush=True,
-            )
+        with FrameWriter(name, fit.shape, fit.dtype, pixel_format=fit.pixel_format, slots=slots) as writer:
+            print(_ready_line(name, writer), file=out, flush=True)
             rate = fps if fps is not None else source.fps or 30.0
-            return run(source, writer, fps=rate, frames=frames, stop=stop, convert=fit, first=first)
+            written = run(source, writer, fps=rate, frames=frames, stop=stopping, convert=fit, first=first)
+        print(_stopped_line(name, stopping, written, frames), file=out, flush=True)
+        return written
+

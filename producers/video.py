@@ -26,6 +26,11 @@ class VideoSource(FrameSource):
     def open(self) -> None:
         import cv2
 
+        if self.path.is_dir():
+            raise SourceError(
+                f"{self.path} is a folder, not a video file: use `shmview produce folder --path {self.path}`",
+                path=str(self.path),
+            )
         if not self.path.is_file():
             raise SourceNotFoundError(f"no video file {self.path}", path=str(self.path))
         cap = cv2.VideoCapture(str(self.path))

@@ -3,9 +3,12 @@ fails the way cameras do, and a user's own source exactly as the README shows it
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
+from producers import FrameSource, serve
 from producers.base import NoFrameYet
 from producers.camera import CameraSource
 from producers.convert import Conformer
 from tests.fakes import FakeCapture
 from tests.helpers import cli, json_lines, read_line, start, stop, wait_for
-from viewer import FrameReader, SourceError
+from viewer import FrameReader, SourceError, StreamNotFoundError
 
 HERE = Path(__file__).parent
 
@@ -132,6 +136,26 @@ def test_folder_loop_and_threads(tmp_path):
             np.testing.assert_array_equal(image, frames[k + 4])
 
 
+def test_opencv_and_libjpeg_noise_only_with_verbose(tmp_path):
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    _, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    (folder / "0.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])  # decodes, with a libjpeg warning
+    args = ["produce", "folder", "--name", "damaged", "--path", str(folder), "--loop", "--frames", "2", "--fps", "0"]
+    quiet, loud = cli(*args), cli(*args, "--verbose")
+    assert quiet.returncode == 0 and loud.returncode == 0, loud.stderr
+    assert quiet.stderr == "" and "Premature end of JPEG file" in loud.stderr
+    assert quiet.stdout.splitlines()[-1] == "stream damaged stopped after 2 frames: frame limit reached"
+
+
+def test_folder_and_video_paths_point_to_each_other(tmp_path):
+    make_video(tmp_path / "clip.avi", 2)
+    as_video = cli("produce", "video", "--name", "v", "--path", str(tmp_path))
+    as_folder = cli("produce", "folder", "--name", "f", "--path", str(tmp_path / "clip.avi"))
+    assert as_video.returncode == 1 and "use `shmview produce folder" in as_video.stderr
+    assert as_folder.returncode == 1 and "use `shmview produce video" in as_folder.stderr
+
+
 def test_folder_errors(tmp_path):
     missing = cli("produce", "folder", "--name", "f", "--path", str(tmp_path / "nope"))
     assert missing.returncode == 3 and "no folder" in missing.stderr
@@ -180,7 +204,7 @@ def test_camera_stall_goes_stale_then_live_and_the_stream_stays_up(tmp_path):
             stop(viewer)
         code, err = stop(proc)
     assert code == 0
-    assert "delivered no frame; reopening" in err
+    assert "delivered no frame; reopening" in err and re.search(r"camera 0 is back after \d+\.\d s", err), err
 
 
 def test_camera_source_hands_out_only_new_frames(tmp_path):
@@ -213,9 +237,9 @@ def _read_or_none(source) -> tuple[np.ndarray] | None:
         (np.full((4, 4, 3), (1, 2, 3), np.uint8), "BGR", (1, 2, 3)),
         (np.full((4, 4, 4), (1, 2, 3, 9), np.uint8), "BGR", (1, 2, 3)),
         (np.full((4, 4, 3), (3, 2, 1), np.uint8), "RGB", (1, 2, 3)),
-        (np.full((4, 4, 3), (256, 512, 768), np.uint16), "BGR", (1, 2, 3)),
+        (np.full((4, 4, 3), (257, 514, 771), np.uint16), "BGR", (1, 2, 3)),
     ],
-    ids=["grey", "grey1", "bgr", "bgra", "rgb", "uint16"],
+    ids=["grey", "grey1", "bgr", "bgra", "rgb", "uint16-into-uint8"],
 )
 def test_conversion_to_bgr(frame, order, expected):
     out = Conformer(4, 4, "BGR", order)(frame)
@@ -227,8 +251,32 @@ def test_conversion_to_grey_and_resize_and_letterbox():
     assert Conformer(48, 64, "GRAY")(bgr).shape == (48, 64)
     boxed = Conformer(64, 64, "BGR", letterbox=True)(bgr)  # 4:3 into a square: bars top and bottom
     assert boxed.shape == (64, 64, 3) and boxed[0].max() == 0 and boxed[32].min() == 255
-    with pytest.raises(SourceError, match="float32"):
-        Conformer(4, 4)(np.zeros((4, 4), np.float32))
+    with pytest.raises(SourceError, match="cam9 gave int32 frames"):
+        Conformer(4, 4, source="cam9")(np.zeros((4, 4), np.int32))
+    with pytest.raises(SourceError, match="cam9 gave a list, not a numpy array"):
+        Conformer(4, 4, source="cam9")([[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+def test_conversion_keeps_the_first_frames_dtype(dtype):
+    first = np.full((24, 24), 4095, dtype)  # 12 bits in uint16: must not turn near-black
+    fit = Conformer.for_first(first, (64, 48), 3)
+    out = fit(first)
+    assert fit.dtype == dtype and out.dtype == dtype and out.shape == (48, 64, 3)
+    assert out[24, 32].tolist() == [4095, 4095, 4095] and out[0, 0].tolist() == [0, 0, 0]  # letterboxed
+    assert fit(np.full((24, 24, 3), 255, np.uint8)).dtype == dtype
+
+
+def test_letterbox_by_default_and_stretch_on_request(tmp_path):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.full((48, 64, 3), 255, np.uint8))
+    cv2.imwrite(str(folder / "1.png"), np.full((48, 48, 3), 255, np.uint8))  # square into 4:3
+    for extra, edge in (([], 0), (["--stretch"], 255)):
+        proc = start(["produce", "folder", "--name", "wide", "--path", str(folder), "--fps", "5", *extra])
+        frames, written = collect("wide", proc)
+        assert stop(proc)[0] == 0 and written == 2
+        assert frames[1][24, 0].tolist() == [edge] * 3 and frames[1][24, 32].tolist() == [255] * 3
 
 
 # A user's own source, exactly as in the README ---------------------------------------------
@@ -250,3 +298,71 @@ def test_the_readme_source_example_works_end_to_end(tmp_path):
     for line in lines:
         assert line["state"] == "live" and line["shape"] == [240, 320]
         assert line["sum"] == ((line["frame"] + 1) % 256) * 240 * 320
+
+
+# serve() from a program of one's own ------------------------------------------------------
+
+class Constant(FrameSource):
+    """The same frame forever (or ``count`` times), as a user's source might."""
+
+    def __init__(self, frame: object, count: int | None = None) -> None:
+        self.frame, self.count = frame, count
+
+    def __str__(self) -> str:
+        return "constant source"
+
+    def read(self) -> object:
+        if self.count is not None:
+            if self.count == 0:
+                return None
+            self.count -= 1
+        return self.frame
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_serve_in_a_thread_closes_what_it_opens():
+    def serve_twice() -> None:
+        for k in range(2):
+            serve(Constant(np.zeros((4, 4), np.uint8), count=2), f"threaded{k}", fps=0, out=io.StringIO())
+
+    serve_twice()  # once first: the resource tracker keeps a pipe open for the process's life
+    before = _open_fds()
+    for _ in range(5):
+        thread = threading.Thread(target=serve_twice)
+        thread.start()
+        thread.join(60)
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_serve_keeps_the_dtype_and_stops_when_asked_from_another_thread(dtype):
+    frame = np.full((24, 32), 4095, dtype)  # 12-bit data in uint16 stays as it is
+    stop, out, result = threading.Event(), io.StringIO(), []
+    thread = threading.Thread(target=lambda: result.append(
+        serve(Constant(frame), "kept", fps=100, out=out, stop=stop)))
+    thread.start()
+    try:
+        with wait_for(lambda: _attach("kept"), what="the stream") as reader:
+            got = wait_for(reader.read, what="a frame")
+        assert got.image.dtype == dtype and got.image.tolist() == frame.tolist()
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive() and result[0] > 0
+    last = out.getvalue().splitlines()[-1]
+    assert re.fullmatch(rf"stream kept stopped after {result[0]:,} frames?: asked to stop", last)
+
+
+def _attach(name: str) -> FrameReader | None:
+    try:
+        return FrameReader(name)
+    except StreamNotFoundError:
+        return None
+
+
+def test_serve_names_the_source_of_a_frame_that_is_not_an_array():
+    with pytest.raises(SourceError, match="constant source gave a str, not a numpy array"):
+        serve(Constant("not a frame"), "notarray", out=io.StringIO())

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -17,8 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from viewer import cli_types as T
 from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.monitor import RawSpec
+from viewer.protocol import DTYPES, MAX_SLOTS, PIXEL_FORMATS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -27,124 +31,158 @@ class UsageError(Exception):
     pass
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every option's help (but not the empty ones), and epilogs as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: error: {message}")
 
 
-def _size(text: str) -> tuple[int, int]:
+EXIT_CODES = """exit codes:
+  0  success
+  1  any other error (a corrupt block, a name already in use, no room in /dev/shm, ...)
+  2  usage error (bad arguments, invalid stream name)
+  3  stream, device, file or folder not there"""
+
+EXAMPLES = """examples:
+  shmview produce synthetic --name cam0 --pattern solid --size 640x480
+  shmview view cam0                          # a window (text when there is no display)
+  shmview view cam0 --json --count 10        # ten JSON lines, then exit
+  shmview list
+"""
+
+
+def _version() -> str:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, got {text!r}") from None
-    if not (0 < w <= 32768 and 0 < h <= 32768):
-        raise argparse.ArgumentTypeError(f"size {text!r} is out of range")
-    return w, h
+        return importlib.metadata.version("shmview")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout
+        import viewer
+
+        return viewer.__version__
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must look like 480,640,3, got {text!r}") from None
-    if len(shape) not in (2, 3) or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"shape must be 2 or 3 positive numbers, got {text!r}")
-    return shape
+def _add_produce(sub: argparse._SubParsersAction) -> None:
+    from producers.synthetic import PATTERNS
+
+    prod = sub.add_parser("produce", help="publish frames as a named stream", epilog=EXIT_CODES)
+    kinds = prod.add_subparsers(dest="source", required=True, parser_class=_Parser)
+    syn = kinds.add_parser("synthetic", help="test patterns with known content", epilog=EXIT_CODES)
+    syn.add_argument("--pattern", choices=PATTERNS, default="gradient", help="what each frame shows")
+    syn.add_argument("--size", type=T.size, default=(640, 480), metavar="WxH",
+                     help="WIDTHxHEIGHT (default 640x480)")
+    syn.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 grey, 3 BGR")
+    syn.add_argument("--fps", type=T.FPS, metavar="N", default=30.0, help="frames per second; 0: as fast as possible")
+    syn.set_defaults(func=_produce_synthetic)
+
+    cam = kinds.add_parser("camera", help="a camera through OpenCV (index, /dev/videoN or URL)", epilog=EXIT_CODES)
+    cam.add_argument("--device", required=True, help="0, /dev/video0, rtsp://... or http://...")
+    cam.add_argument("--fps", type=T.FPS, metavar="N", help="pace to N fps (default: as the camera delivers)")
+    vid = kinds.add_parser("video", help="a video file, at its own frame rate", epilog=EXIT_CODES)
+    vid.add_argument("--path", required=True, type=Path, help="the video file")
+    vid.add_argument("--loop", action="store_true", help="start over at the end")
+    vid.add_argument("--fps", type=T.FPS, metavar="N", help="pace to N fps (default: the file's rate)")
+    fold = kinds.add_parser("folder", help="the images in a folder, in name order", epilog=EXIT_CODES)
+    fold.add_argument("--path", required=True, type=Path, help="the folder")
+    fold.add_argument("--loop", action="store_true", help="start over after the last image")
+    fold.add_argument("--threads", type=T.number(int, 1, 64), default=min(4, os.cpu_count() or 1),
+                      help="decoding threads")
+    fold.add_argument("--fps", type=T.FPS, metavar="N", default=10.0, help="frames per second")
+    for src in (cam, vid, fold):
+        src.add_argument("--size", type=T.size, metavar="WxH",
+                         help="WIDTHxHEIGHT of the stream (default: the first frame's)")
+        src.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 BGR (default: the first frame's)")
+        src.add_argument("--stretch", action="store_true", help="fill --size, not keeping the aspect ratio "
+                         "(default: keep it, with black bars)")
+        src.add_argument("--letterbox", dest="stretch", action="store_false", help=argparse.SUPPRESS)  # old name
+        src.set_defaults(func=_produce_source)
+    for src in (syn, cam, vid, fold):
+        src.add_argument("--name", required=True, help="stream name, e.g. cam0")
+        src.add_argument("--frames", type=T.POSITIVE, metavar="N", help="stop after this many frames (default: never)")
+        src.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
+        src.add_argument("--verbose", action="store_true", help="show OpenCV's and FFmpeg's own log messages")
 
 
-def _levels(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"levels must look like 0,4095, got {text!r}") from None
-    if not hi > lo:
-        raise argparse.ArgumentTypeError(f"levels need LO < HI, got {text!r}")
-    return lo, hi
+VIEW_EPILOG = """examples:
+  shmview view cam0 cam1                     # a window with two panels
+  shmview view cam0 --json --count 1         # one JSON line per stream, then exit
+  shmview view psm_1a2b --raw-shape 480,640,3 --headless   # a bare numpy array's block
+
+--json and --count imply --headless. Without a reachable display, view prints text.
+
+""" + EXIT_CODES
 
 
-def has_display() -> bool:
-    """Whether Qt has somewhere to put a window (QT_QPA_PLATFORM=offscreen counts)."""
-    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    view = sub.add_parser("view", help="show streams, in a window or as text", epilog=VIEW_EPILOG)
+    view.add_argument("names", nargs="+", metavar="NAME", help="stream name(s), or block name(s) with --raw-shape")
+    view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
+    view.add_argument("--interval-ms", type=T.POSITIVE, metavar="MS", default=300,
+                      help="refresh period in milliseconds")
+    view.add_argument("--json", action="store_true", help="one JSON object per stream per refresh (headless)")
+    view.add_argument("--count", type=T.POSITIVE, metavar="N", help="exit after N refreshes (headless; default: never)")
+    view.add_argument("--timeout", type=T.number(float, 0), metavar="S",
+                      help="headless: seconds to wait for a stream to appear before exit 3 (default 5)")
+    view.add_argument("--raw-shape", type=T.shape, metavar="H,W[,C]",
+                      help="read a bare array at offset 0 of a foreign block; numpy shape H,W[,C]")
+    view.add_argument("--dtype", default="uint8", choices=DTYPES, help="with --raw-shape: the array's dtype")
+    view.add_argument("--pixel-format", choices=tuple(PIXEL_FORMATS),
+                      help="with --raw-shape (default: GRAY, BGR or BGRA from the channels)")
+    view.add_argument("--levels", type=T.levels, metavar="LO,HI",
+                      help="window: fixed display levels LO,HI for uint16/float frames (default: automatic)")
+    view.add_argument("--snapshot-dir", type=Path, metavar="DIR",
+                      help="window: where Ctrl+S saves frames (default: here)")
+    view.set_defaults(func=_view)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="shmview", description="Live image frames between processes over shared memory.")
+    p = _Parser(
+        prog="shmview", description="Live image frames between processes over shared memory.",
+        epilog=EXAMPLES + "\n" + EXIT_CODES,
+    )
+    p.add_argument("--version", action="version", version=f"shmview {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_produce(sub)
+    _add_view(sub)
 
-    prod = sub.add_parser("produce", help="publish frames as a named stream")
-    kinds = prod.add_subparsers(dest="source", required=True, parser_class=_Parser)
-    syn = kinds.add_parser("synthetic", help="test patterns with known content")
-    syn.add_argument("--name", required=True, help="stream name, e.g. cam0")
-    from producers.synthetic import PATTERNS
-
-    syn.add_argument("--pattern", choices=PATTERNS, default="gradient")
-    syn.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
-    syn.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    syn.add_argument("--fps", type=float, default=30.0, help="frames per second; 0: as fast as possible")
-    syn.add_argument("--frames", type=_positive(int), help="stop after this many frames")
-    syn.add_argument("--slots", type=int, default=3, help="ring slots (default 3)")
-    syn.set_defaults(func=_produce_synthetic)
-
-    cam = kinds.add_parser("camera", help="a camera through OpenCV (index, /dev/videoN or URL)")
-    cam.add_argument("--device", required=True, help="0, /dev/video0, rtsp://... or http://...")
-    vid = kinds.add_parser("video", help="a video file, at its own frame rate")
-    vid.add_argument("--path", required=True, type=Path)
-    vid.add_argument("--loop", action="store_true", help="start over at the end")
-    fold = kinds.add_parser("folder", help="the images in a folder, in name order")
-    fold.add_argument("--path", required=True, type=Path)
-    fold.add_argument("--loop", action="store_true", help="start over after the last image")
-    fold.add_argument("--threads", type=_positive(int), default=min(4, os.cpu_count() or 1), help="decoding threads")
-    for src, fps_help in ((cam, "pace to N fps (default: as the camera delivers)"),
-                          (vid, "pace to N fps (default: the file's rate)"),
-                          (fold, "frames per second (default 10)")):
-        src.add_argument("--name", required=True, help="stream name, e.g. cam0")
-        src.add_argument("--size", type=_size, help="WIDTHxHEIGHT of the stream (default: the first frame's)")
-        src.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 BGR (default: the first frame's)")
-        src.add_argument("--letterbox", action="store_true", help="keep the aspect ratio when resizing")
-        src.add_argument("--fps", type=float, help=fps_help)
-        src.add_argument("--frames", type=_positive(int), help="stop after this many frames")
-        src.add_argument("--slots", type=int, default=3, help="ring slots (default 3)")
-        src.set_defaults(func=_produce_source)
-
-    view = sub.add_parser("view", help="show streams, in a window or as text")
-    view.add_argument("names", nargs="+", metavar="NAME", help="stream name(s), or a block name with --raw-shape")
-    view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
-    view.add_argument("--interval-ms", type=_positive(int), default=300)
-    view.add_argument("--json", action="store_true", help="headless: one JSON object per line")
-    view.add_argument("--count", type=_positive(int), help="headless: exit after N refreshes")
-    view.add_argument("--timeout", type=float, help="seconds to wait for a stream to appear (headless default 5)")
-    view.add_argument("--raw-shape", type=_shape, help="read a bare array at offset 0 of a foreign block: H,W[,C]")
-    view.add_argument("--dtype", default="uint8", help="with --raw-shape: uint8, uint16, float32 or float64")
-    view.add_argument("--pixel-format", help="with --raw-shape: GRAY, BGR, RGB, BGRA or RGBA")
-    view.add_argument("--levels", type=_levels, help="window: fixed display levels LO,HI for uint16/float frames")
-    view.add_argument("--snapshot-dir", type=Path, help="window: where Ctrl+S saves frames (default: here)")
-    view.set_defaults(func=_view)
-
-    lst = sub.add_parser("list", help="list live streams")
-    lst.add_argument("--json", action="store_true")
+    lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
+    lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")
     lst.set_defaults(func=_list)
 
-    demo = sub.add_parser("demo", help="a synthetic producer and a viewer in one command")
-    demo.add_argument("--name", default="demo")
-    demo.add_argument("--pattern", choices=PATTERNS, default="bars")
+    demo = sub.add_parser("demo", help="a synthetic producer and a viewer in one command", epilog=EXIT_CODES)
+    from producers.synthetic import PATTERNS
+
+    demo.add_argument("--name", default="demo", help="the demo stream's name")
+    demo.add_argument("--pattern", choices=PATTERNS, default="bars", help="the test pattern shown")
     demo.add_argument("--headless", action="store_true", help="text instead of a window")
-    demo.add_argument("--count", type=_positive(int), help="headless: exit after N refreshes")
+    demo.add_argument("--count", type=T.POSITIVE, metavar="N", help="headless: exit after N refreshes (default: never)")
     demo.set_defaults(func=_demo)
     return p
 
 
+def _quiet_opencv(verbose: bool) -> None:
+    """OpenCV, FFmpeg and libjpeg write their own warnings to stderr: only for --verbose.
+    FFmpeg's level is read when cv2 loads, so this runs before anything imports cv2."""
+    from producers.quiet import quiet_environment
+
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    else:
+        quiet_environment()
+
+
 def _produce_synthetic(args: argparse.Namespace) -> int:
+    _quiet_opencv(args.verbose)
     from producers.service import serve
     from producers.synthetic import SyntheticSource
 
@@ -155,6 +193,7 @@ def _produce_synthetic(args: argparse.Namespace) -> int:
 
 
 def _produce_source(args: argparse.Namespace) -> int:
+    _quiet_opencv(args.verbose)
     from producers.base import FrameSource
     from producers.service import serve
 
@@ -173,34 +212,61 @@ def _produce_source(args: argparse.Namespace) -> int:
         from producers.folder import FolderSource
 
         source = FolderSource(args.path, loop=args.loop, threads=args.threads)
-        fps = fps or 10.0
-    serve(
-        source, args.name, size=args.size, channels=args.channels, letterbox=args.letterbox,
-        slots=args.slots, fps=fps, frames=args.frames,
-    )
+    from producers.quiet import native_noise_filtered
+
+    with contextlib.nullcontext() if args.verbose else native_noise_filtered():
+        serve(
+            source, args.name, size=args.size, channels=args.channels, letterbox=not args.stretch,
+            slots=args.slots, fps=fps, frames=args.frames,
+        )
     return EXIT_OK
+
+
+def _check_view_names(names: Sequence[str], raw: bool) -> None:
+    """Refuse at once what could never be found: no waiting, no lookup (exit 2)."""
+    from viewer.registry import read_record, validate_name
+    from viewer.shm import is_block_name
+
+    for name in names:
+        if not raw:
+            validate_name(name)
+            continue
+        if name.strip("/") in ("", ".", "..") or not is_block_name(name):
+            raise InvalidNameError(f"invalid block name {name!r}", name=name)
+        try:
+            is_stream = read_record(validate_name(name)) is not None
+        except InvalidNameError:
+            is_stream = False
+        if is_stream:
+            raise InvalidNameError(
+                f"{name!r} is a shmview stream: view it without --raw-shape, which is for bare numpy arrays",
+                name=name,
+            )
 
 
 def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> int:
-    from viewer import headless
+    _check_view_names(args.names, bool(args.raw_shape))
+    raw = RawSpec(args.raw_shape, args.dtype, args.pixel_format) if args.raw_shape else None
+    headless = args.headless or args.json or args.count is not None  # never a window that runs forever
+    if not headless:
+        from viewer.display import display_problem
 
-    raw = None
-    if args.raw_shape:
-        raw = RawSpec(args.raw_shape, args.dtype, args.pixel_format)
-    if not args.headless and has_display():
-        from viewer import window
+        problem = display_problem()
+        if problem is None:
+            from viewer import window
 
-        return window.run(
-            args.names, interval_ms=args.interval_ms, raw=raw, levels=args.levels, snapshot_dir=args.snapshot_dir
-        )
-    if not args.headless:
-        print("shmview: no display (DISPLAY is not set): showing the stream as text", file=sys.stderr)
+            return window.run(
+                args.names, interval_ms=args.interval_ms, raw=raw, levels=args.levels,
+                snapshot_dir=args.snapshot_dir,
+            )
+        print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)
+    from viewer import headless as text
+
     timeout = args.timeout if args.timeout is not None else 5.0
-    headless.run(
+    return text.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
         timeout_s=timeout, raw=raw, until=until,
     )
-    return EXIT_OK
 
 
 def stream_rows() -> list[dict[str, object]]:
@@ -226,19 +292,21 @@ def stream_rows() -> list[dict[str, object]]:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from viewer.imaging import size_text
+
     rows = stream_rows()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows, allow_nan=False))
         return EXIT_OK
     if not rows:
         print("no live streams")
         return EXIT_OK
-    table = [("NAME", "BLOCK", "SHAPE", "DTYPE", "FORMAT", "FRAMES", "PID", "AGE")]
+    table = [("NAME", "BLOCK", "SIZE", "FORMAT", "DTYPE", "FRAMES", "PID", "AGE")]
     for r in rows:
         age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
         table.append((
-            str(r["name"]), str(r["block"]), "x".join(map(str, r["shape"])),  # type: ignore[call-overload]
-            str(r["dtype"]), str(r["pixel_format"]), str(r["frames"]), str(r["pid"]), age,
+            str(r["name"]), str(r["block"]), size_text(r["shape"]),  # type: ignore[arg-type]
+            str(r["pixel_format"]), str(r["dtype"]), str(r["frames"]), str(r["pid"]), age,
         ))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
@@ -247,6 +315,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from viewer.registry import validate_name
+
+    validate_name(args.name)  # here, rather than as the producer's failure to start
     cmd = [sys.executable, "-m", "viewer", "produce", "synthetic", "--name", args.name, "--pattern", args.pattern]
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the producer below is always stopped too.
     previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -292,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C is how a viewer is meant to stop
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
 
 
 if __name__ == "__main__":

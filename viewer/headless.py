@@ -6,38 +6,113 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-from viewer.errors import StreamNotFoundError
-from viewer.imaging import single_threaded_opencv
+from viewer import monitor
+from viewer.errors import ShmviewError, StreamNotFoundError
+from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.monitor import WAITING, RawSpec, Status, StreamMonitor
 from viewer.registry import live_records
 
+ERROR: str = getattr(monitor, "ERROR", "error")  # the monitor's own constant, where it has one
 
-def status_dict(s: Status) -> dict[str, object]:
-    """The JSON form of a status line (documented in the README)."""
-    info = s.info
+
+@dataclass(frozen=True)
+class _Failed:
+    """A stream whose poll raised: shown as an ``error`` line like any other status.
+
+    The monitor is to report such streams itself (state "error", with ``error`` set) and
+    never raise; until then, this stands in for its Status.
+    """
+
+    stream: str
+    error: str
+    state: str = ERROR
+    info: None = None
+    frame: None = None
+    sum: None = None
+    fps: None = None
+    latency_ms: None = None
+
+
+def _poll(monitor: StreamMonitor) -> Status | _Failed:
+    try:
+        return monitor.poll()
+    except ShmviewError as exc:  # one bad stream never stops the others
+        return _Failed(monitor.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+class SkipCounter:
+    """Frames a stream published that the viewer never printed, since its previous line.
+
+    Counted from frame indices, per block: a restarted producer starts counting afresh.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, s: Status | _Failed) -> int | None:
+        if s.frame is None or s.frame.index is None or s.info is None:
+            return None  # nothing shown yet, or a raw block, which has no indices
+        previous = self._last.get(s.stream)
+        self._last[s.stream] = (s.info.block, s.frame.index)
+        if previous is None or previous[0] != s.info.block:
+            return 0
+        return max(0, s.frame.index - previous[1] - 1)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    value = finite_or_none(value)  # type: ignore[assignment]
+    return None if value is None else round(value, digits)
+
+
+def status_dict(s: Status | _Failed, skipped: int | None = None) -> dict[str, object]:
+    """The JSON form of a status line (documented in the README). Strict JSON: NaN and
+    infinities become null, and ``nonfinite`` counts the samples that hold them."""
+    info, frame = s.info, s.frame
+    image = frame.image if frame is not None else None
     return {
         "stream": s.stream,
         "state": s.state,
-        "frame": s.frame.index if s.frame else None,
-        "sum": s.sum,
+        "error": getattr(s, "error", None),
+        "frame": frame.index if frame else None,
+        "timestamp_ns": frame.timestamp_ns if frame else None,
+        "skipped": skipped,
+        "sum": finite_or_none(s.sum),
+        "nonfinite": nonfinite_count(image) if image is not None else None,
         "shape": list(info.shape) if info else None,
         "dtype": info.dtype if info else None,
         "pixel_format": info.pixel_format if info else None,
-        "fps": None if s.fps is None else round(s.fps, 2),
-        "latency_ms": None if s.latency_ms is None else round(s.latency_ms, 3),
+        "fps": _rounded(s.fps, 2),
+        "latency_ms": _rounded(s.latency_ms, 3),
         "block": info.block if info else None,
+        "producer_pid": info.producer_pid if info else None,
     }
 
 
-def status_line(s: Status) -> str:
+def json_line(s: Status | _Failed, skipped: int | None = None) -> str:
+    # allow_nan=False: a NaN that slipped through is an error here, never invalid JSON out there
+    return json.dumps(status_dict(s, skipped), allow_nan=False)
+
+
+def _sum_text(s: Status | _Failed) -> str:
+    if isinstance(s.sum, int):
+        return f"sum {s.sum:,}"
+    bad = nonfinite_count(s.frame.image) if s.frame is not None else None
+    return f"sum {s.sum:.6g}" + (f" ({bad:,} non-finite)" if bad else "")
+
+
+def status_line(s: Status | _Failed) -> str:
+    error: Any = getattr(s, "error", None)
+    if s.state == ERROR:
+        return f"{s.stream}  {ERROR}  {error or 'unknown error'}"
     parts = [s.stream, s.state]
     if s.frame is not None:
         parts.append(f"frame {s.frame.index if s.frame.index is not None else '-'}")
-        parts.append(f"sum {s.sum:,}" if isinstance(s.sum, int) else f"sum {s.sum:.6g}")
+        parts.append(_sum_text(s))
     if s.info is not None:
-        parts.append("x".join(map(str, s.info.shape)) + f" {s.info.dtype} {s.info.pixel_format}")
+        parts.append(describe(s.info.shape, s.info.dtype, s.info.pixel_format))
     if s.fps is not None:
         parts.append(f"{s.fps:.1f} fps")
     if s.latency_ms is not None:
@@ -45,12 +120,32 @@ def status_line(s: Status) -> str:
     return "  ".join(parts)
 
 
-def not_found(names: Sequence[str], waited_s: float) -> StreamNotFoundError:
-    live = ", ".join(r.name for r in live_records()) or "none"
+def not_found(names: Sequence[str], waited_s: float, *, raw: bool = False) -> StreamNotFoundError:
     which = ", ".join(repr(n) for n in names)
+    if raw:
+        return StreamNotFoundError(f"no shared-memory block {which} after {waited_s:.3g} s", names=list(names))
+    live = ", ".join(r.name for r in live_records()) or "none"
     return StreamNotFoundError(
-        f"no stream {which} after {waited_s:g} s; live streams: {live}", names=list(names)
+        f"no stream {which} after {waited_s:.3g} s; live streams: {live}", names=list(names)
     )
+
+
+class Schedule:
+    """Ticks every ``interval_s`` on an absolute schedule, so lines do not drift; after a
+    stall of more than one interval it starts again from now instead of catching up with
+    a burst of lines."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.next = time.monotonic()
+
+    def delay(self) -> float:
+        """Seconds to sleep until the next tick."""
+        self.next += self.interval_s
+        now = time.monotonic()
+        if now - self.next > self.interval_s:
+            self.next = now
+        return max(0.0, self.next - now)
 
 
 def run(
@@ -63,31 +158,33 @@ def run(
     raw: RawSpec | None = None,
     out: TextIO = sys.stdout,
     until: Callable[[], bool] | None = None,
-) -> None:
+) -> int:
     """Refresh every ``interval_s`` until ``count`` refreshes (forever if None), or until
-    ``until()`` says to stop.
+    ``until()`` says to stop. Returns 0, or 1 if a stream's last status was an error.
 
-    Raises StreamNotFoundError if a stream has not appeared within ``timeout_s``.
+    Raises StreamNotFoundError if a stream has not appeared within ``timeout_s``, or had
+    not appeared by the time ``count`` refreshes were done.
     """
     single_threaded_opencv()
     monitors = [StreamMonitor(n, raw=raw) for n in names]
-    start = next_tick = time.monotonic()
-    refreshes = 0
+    start, schedule, skipped = time.monotonic(), Schedule(interval_s), SkipCounter()
+    refreshes, seen = 0, set[str]()
     try:
         while True:
-            statuses = [m.poll() for m in monitors]
-            waiting = [s.stream for s in statuses if s.state == WAITING]
+            statuses = [_poll(m) for m in monitors]
+            seen.update(s.stream for s in statuses if s.state != WAITING)
+            waiting = [n for n in names if n not in seen]
             if waiting and timeout_s is not None and time.monotonic() - start >= timeout_s:
-                raise not_found(waiting, timeout_s)
-            if not waiting:
-                timeout_s = None  # the timeout is for appearing; afterwards we wait forever
+                raise not_found(waiting, timeout_s, raw=raw is not None)
             for s in statuses:
-                print(json.dumps(status_dict(s)) if as_json else status_line(s), file=out, flush=True)
+                print(json_line(s, skipped(s)) if as_json else status_line(s), file=out, flush=True)
             refreshes += 1
             if refreshes == count or (until is not None and until()):
                 break
-            next_tick += interval_s
-            time.sleep(max(0.0, next_tick - time.monotonic()))
+            time.sleep(schedule.delay())
     finally:
         for m in monitors:
             m.close()
+    if waiting:
+        raise not_found(waiting, time.monotonic() - start, raw=raw is not None)
+    return 1 if any(s.state == ERROR for s in statuses) else 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -98,3 +101,30 @@ def snapshot_array(image: np.ndarray, pixel_format: str) -> np.ndarray:
 
         return cv2.cvtColor(image, cv2.COLOR_RGB2BGR if pixel_format == "RGB" else cv2.COLOR_RGBA2BGRA)
     return image
+
+
+# Numbers and sizes for people and for strict JSON (added for the command line).
+
+
+def size_text(shape: Sequence[int]) -> str:
+    """A frame's size as people write it: WIDTHxHEIGHT ("640x480"), whatever the channels."""
+    return f"{shape[1]}x{shape[0]}"
+
+
+def describe(shape: Sequence[int], dtype: str, pixel_format: str) -> str:
+    """'640x480 BGR uint8': the one way sizes and formats are shown in text."""
+    return f"{size_text(shape)} {pixel_format} {dtype}"
+
+
+def nonfinite_count(image: np.ndarray) -> int | None:
+    """How many samples are NaN or infinite; None for integer frames, which cannot hold any."""
+    if image.dtype.kind != "f":
+        return None
+    return int(image.size - np.count_nonzero(np.isfinite(image)))
+
+
+def finite_or_none(value: float | int | None) -> float | int | None:
+    """``value``, or None where it is NaN or infinite (JSON has no word for those)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

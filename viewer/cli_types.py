@@ -1,0 +1,66 @@
+"""Argument types for the command line: every number and size is checked by the parser,
+so a bad one is a usage error (exit 2) before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from viewer.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False) -> object:
+    """An argparse type: a finite number of ``kind`` in [low, high] (above: > low)."""
+
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+FPS = number(float, 0)
+SLOTS = number(int, 1, MAX_SLOTS)
+POSITIVE = number(int, 0, above=True)
+
+
+def size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"size {text!r} is out of range (1 to {MAX_SIDE} each way)")
+    return w, h
+
+
+def shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must look like 480,640,3 (H,W[,C]), got {text!r}") from None
+    if len(shape) not in (2, 3) or min(shape) < 1 or max(shape[:2]) > MAX_SIDE or shape[2:3] > (MAX_CHANNELS,):
+        raise argparse.ArgumentTypeError(
+            f"shape must be H,W or H,W,C with sides 1 to {MAX_SIDE} and 1 to {MAX_CHANNELS} channels, got {text!r}"
+        )
+    return shape
+
+
+def levels(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"levels must look like 0,4095, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise argparse.ArgumentTypeError(f"levels need finite LO < HI, got {text!r}")
+    return lo, hi
