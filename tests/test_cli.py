@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from tests.helpers import CLI as CLI_CMD
-from tests.helpers import cli, json_lines, producer, read_line, start, stop, wait_for
+from tests.helpers import cli, json_lines, producer, read_line, registered, start, stop, wait_for
 from viewer import FrameWriter
 from viewer.__main__ import build_parser, main
 from viewer.display import display_problem
@@ -73,8 +73,8 @@ def test_producer_stops_cleanly_on_signals_and_says_why(sig):
 
 
 def test_a_stream_too_big_for_shared_memory_is_refused_before_any_frame():
-    synthetic = cli("produce", "synthetic", "--name", "huge", "--size", "32768x32768", "--slots", "10")
-    folder = cli("produce", "folder", "--name", "huge", "--path", "/nonexistent", "--size", "32768x32768",
+    synthetic = cli("produce", "synthetic", "--name", "huge", "--size", "16384x16384", "--slots", "64")
+    folder = cli("produce", "folder", "--name", "huge", "--path", "/nonexistent", "--size", "16384x16384",
                  "--channels", "3", "--slots", "64")  # refused before the folder is even looked at
     for done in (synthetic, folder):
         assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot allocate" in done.stderr
@@ -184,19 +184,15 @@ def test_usage_errors_exit_2_with_one_line(argv, capsys):
 
 @contextmanager
 def garbage_stream(name: str) -> Iterator[None]:
-    """A registry record of a live process (this one) pointing at a block with no shmview header."""
+    """A live stream (its record locked by this process) whose block has no shmview header."""
     from multiprocessing import shared_memory
 
-    from viewer.registry import registry_dir
-
     shm = shared_memory.SharedMemory(create=True, size=4096)
-    record = registry_dir() / f"{name}.json"
     try:
         shm.buf[:16] = b"not a header at!"
-        record.write_text(json.dumps({"name": name, "block": shm.name, "pid": os.getpid(), "created_ns": 1}))
-        yield
+        with registered(name, shm.name, created_ns=1):
+            yield
     finally:
-        record.unlink()
         shm.close()
         shm.unlink()
 

@@ -181,7 +181,7 @@ spoilers = {
 @st.composite
 def spoilt_headers(draw):
     content, size, _ = draw(hostile_streams())
-    fields = dict(zip(ORDER, FIELDS.unpack_from(content)))
+    fields = dict(zip(ORDER, FIELDS.unpack_from(content), strict=True))
     for key in draw(st.lists(st.sampled_from(sorted(spoilers)), min_size=1, max_size=2, unique=True)):
         fields[key] = draw(spoilers[key])
         event(f"spoilt {key}")
@@ -219,9 +219,10 @@ def test_truncated_blocks_are_refused(size):
 
 def test_a_shape_bigger_than_the_block_is_refused():
     big = P.make_layout((4000, 4000, 3), "uint8", None, 3)
-    with stream(P.pack_header(big, os.getpid(), 1), GOOD.block_size) as name:
-        with pytest.raises(ProtocolError, match="describes"):
-            FrameReader(name)
+    with stream(P.pack_header(big, os.getpid(), 1), GOOD.block_size) as name, pytest.raises(
+        ProtocolError, match="describes"
+    ):
+        FrameReader(name)
 
 
 def test_nothing_read_is_unpickled_or_evaluated():

@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-from contextlib import ExitStack
 
 from tests.helpers import CLI, producer, stop, wait_for
 
@@ -121,7 +120,7 @@ from viewer.window import ShutdownSignals, ViewerWindow
 def broken():
     raise OSError(5, "Input/output error")
 
-with ShutdownSignals() as signals, producer("alive", pattern="bars") as _, producer("gone", pattern="bars") as (gone, _):
+with ShutdownSignals() as signals, producer("alive", pattern="bars"), producer("gone", pattern="bars") as (gone, _):
     app = QApplication(["states", "-platform", "xcb"])
     win = ViewerWindow(["alive", "gone", "broken"], interval_ms=100)
     win.panels[2].monitor.poll = broken

@@ -219,7 +219,7 @@ def test_corrupt_block_shows_a_message_not_a_crash(window):
     shm = shared_memory.SharedMemory(create=True, size=4096)
     try:
         shm.buf[:8] = b"garbage!"
-        win = window(shm.name)
+        win = window(shm.name, block=True)
         win.refresh()
         assert "no shmview header" in win.panels[0].view.overlay
     finally:

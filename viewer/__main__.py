@@ -125,7 +125,8 @@ VIEW_EPILOG = """examples:
 
 def _add_view(sub: argparse._SubParsersAction) -> None:
     view = sub.add_parser("view", help="show streams, in a window or as text", epilog=VIEW_EPILOG)
-    view.add_argument("names", nargs="+", metavar="NAME", help="stream name(s), or block name(s) with --raw-shape")
+    view.add_argument("names", nargs="+", metavar="NAME",
+                      help="stream name(s), or block name(s) with --block or --raw-shape")
     view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
     view.add_argument("--interval-ms", type=T.POSITIVE, metavar="MS", default=300,
                       help="refresh period in milliseconds")
@@ -133,6 +134,9 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
     view.add_argument("--count", type=T.POSITIVE, metavar="N", help="exit after N refreshes (headless; default: never)")
     view.add_argument("--timeout", type=T.number(float, 0), metavar="S",
                       help="headless: seconds to wait for a stream to appear before exit 3 (default 5)")
+    view.add_argument("--block", action="store_true",
+                      help="the names are shmview block names (psm_...), not stream names; "
+                           "each must be a file of yours in /dev/shm")
     view.add_argument("--raw-shape", type=T.shape, metavar="H,W[,C]",
                       help="read a bare array at offset 0 of a foreign block; numpy shape H,W[,C]")
     view.add_argument("--dtype", default="uint8", choices=DTYPES, help="with --raw-shape: the array's dtype")
@@ -222,19 +226,19 @@ def _produce_source(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_view_names(names: Sequence[str], raw: bool) -> None:
+def _check_view_names(names: Sequence[str], raw: bool, block: bool) -> None:
     """Refuse at once what could never be found: no waiting, no lookup (exit 2)."""
     from viewer.registry import read_record, validate_name
     from viewer.shm import is_block_name
 
     for name in names:
-        if not raw:
+        if not (raw or block):
             validate_name(name)
             continue
         if name.strip("/") in ("", ".", "..") or not is_block_name(name):
             raise InvalidNameError(f"invalid block name {name!r}", name=name)
         try:
-            is_stream = read_record(validate_name(name)) is not None
+            is_stream = raw and read_record(validate_name(name)) is not None
         except InvalidNameError:
             is_stream = False
         if is_stream:
@@ -245,7 +249,7 @@ def _check_view_names(names: Sequence[str], raw: bool) -> None:
 
 
 def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> int:
-    _check_view_names(args.names, bool(args.raw_shape))
+    _check_view_names(args.names, bool(args.raw_shape), args.block)
     raw = RawSpec(args.raw_shape, args.dtype, args.pixel_format) if args.raw_shape else None
     headless = args.headless or args.json or args.count is not None  # never a window that runs forever
     if not headless:
@@ -256,7 +260,7 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
             from viewer import window
 
             return window.run(
-                args.names, interval_ms=args.interval_ms, raw=raw, levels=args.levels,
+                args.names, interval_ms=args.interval_ms, raw=raw, block=args.block, levels=args.levels,
                 snapshot_dir=args.snapshot_dir,
             )
         print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)
@@ -265,7 +269,7 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
     timeout = args.timeout if args.timeout is not None else 5.0
     return text.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
-        timeout_s=timeout, raw=raw, until=until,
+        timeout_s=timeout, raw=raw, block=args.block, until=until,
     )
 
 

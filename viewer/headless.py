@@ -6,41 +6,12 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
-from viewer import monitor
-from viewer.errors import ShmviewError, StreamNotFoundError
+from viewer.errors import StreamNotFoundError
 from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
-from viewer.monitor import WAITING, RawSpec, Status, StreamMonitor
+from viewer.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
 from viewer.registry import live_records
-
-ERROR: str = getattr(monitor, "ERROR", "error")  # the monitor's own constant, where it has one
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """A stream whose poll raised: shown as an ``error`` line like any other status.
-
-    The monitor is to report such streams itself (state "error", with ``error`` set) and
-    never raise; until then, this stands in for its Status.
-    """
-
-    stream: str
-    error: str
-    state: str = ERROR
-    info: None = None
-    frame: None = None
-    sum: None = None
-    fps: None = None
-    latency_ms: None = None
-
-
-def _poll(monitor: StreamMonitor) -> Status | _Failed:
-    try:
-        return monitor.poll()
-    except ShmviewError as exc:  # one bad stream never stops the others
-        return _Failed(monitor.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 class SkipCounter:
@@ -52,7 +23,7 @@ class SkipCounter:
     def __init__(self) -> None:
         self._last: dict[str, tuple[str, int]] = {}
 
-    def __call__(self, s: Status | _Failed) -> int | None:
+    def __call__(self, s: Status) -> int | None:
         if s.frame is None or s.frame.index is None or s.info is None:
             return None  # nothing shown yet, or a raw block, which has no indices
         previous = self._last.get(s.stream)
@@ -67,7 +38,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def status_dict(s: Status | _Failed, skipped: int | None = None) -> dict[str, object]:
+def status_dict(s: Status, skipped: int | None = None) -> dict[str, object]:
     """The JSON form of a status line (documented in the README). Strict JSON: NaN and
     infinities become null, and ``nonfinite`` counts the samples that hold them."""
     info, frame = s.info, s.frame
@@ -75,7 +46,7 @@ def status_dict(s: Status | _Failed, skipped: int | None = None) -> dict[str, ob
     return {
         "stream": s.stream,
         "state": s.state,
-        "error": getattr(s, "error", None),
+        "error": s.error,
         "frame": frame.index if frame else None,
         "timestamp_ns": frame.timestamp_ns if frame else None,
         "skipped": skipped,
@@ -91,20 +62,20 @@ def status_dict(s: Status | _Failed, skipped: int | None = None) -> dict[str, ob
     }
 
 
-def json_line(s: Status | _Failed, skipped: int | None = None) -> str:
+def json_line(s: Status, skipped: int | None = None) -> str:
     # allow_nan=False: a NaN that slipped through is an error here, never invalid JSON out there
     return json.dumps(status_dict(s, skipped), allow_nan=False)
 
 
-def _sum_text(s: Status | _Failed) -> str:
+def _sum_text(s: Status) -> str:
     if isinstance(s.sum, int):
         return f"sum {s.sum:,}"
     bad = nonfinite_count(s.frame.image) if s.frame is not None else None
     return f"sum {s.sum:.6g}" + (f" ({bad:,} non-finite)" if bad else "")
 
 
-def status_line(s: Status | _Failed) -> str:
-    error: Any = getattr(s, "error", None)
+def status_line(s: Status) -> str:
+    error = s.error
     if s.state == ERROR:
         return f"{s.stream}  {ERROR}  {error or 'unknown error'}"
     parts = [s.stream, s.state]
@@ -156,6 +127,7 @@ def run(
     count: int | None = None,
     timeout_s: float | None = 5.0,
     raw: RawSpec | None = None,
+    block: bool = False,
     out: TextIO = sys.stdout,
     until: Callable[[], bool] | None = None,
 ) -> int:
@@ -166,16 +138,17 @@ def run(
     not appeared by the time ``count`` refreshes were done.
     """
     single_threaded_opencv()
-    monitors = [StreamMonitor(n, raw=raw) for n in names]
+    monitors = [StreamMonitor(n, raw=raw, block=block) for n in names]
+    by_block = block or raw is not None
     start, schedule, skipped = time.monotonic(), Schedule(interval_s), SkipCounter()
     refreshes, seen = 0, set[str]()
     try:
         while True:
-            statuses = [_poll(m) for m in monitors]
+            statuses = [m.poll() for m in monitors]
             seen.update(s.stream for s in statuses if s.state != WAITING)
             waiting = [n for n in names if n not in seen]
             if waiting and timeout_s is not None and time.monotonic() - start >= timeout_s:
-                raise not_found(waiting, timeout_s, raw=raw is not None)
+                raise not_found(waiting, timeout_s, raw=by_block)
             for s in statuses:
                 print(json_line(s, skipped(s)) if as_json else status_line(s), file=out, flush=True)
             refreshes += 1
@@ -186,5 +159,5 @@ def run(
         for m in monitors:
             m.close()
     if waiting:
-        raise not_found(waiting, time.monotonic() - start, raw=raw is not None)
+        raise not_found(waiting, time.monotonic() - start, raw=by_block)
     return 1 if any(s.state == ERROR for s in statuses) else 0

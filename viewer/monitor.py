@@ -13,8 +13,8 @@ import numpy as np
 
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.imaging import pixel_sum
-from viewer.registry import is_live, reap, record_path, record_stamp
 from viewer.reader import LIVE, STALE, STALE_AFTER_S
+from viewer.registry import is_live, reap, record_path, record_stamp
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
 
 log = logging.getLogger(__name__)

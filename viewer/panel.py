@@ -12,14 +12,13 @@ import numpy as np
 from PyQt6.QtGui import QColor, QImage, QPalette
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 
-from viewer import imaging, monitor
+from viewer import imaging
 from viewer.errors import ShmviewError
-from viewer.monitor import LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
 from viewer.widgets import ImageView, TextLine
 
 logger = logging.getLogger(__name__)
 
-ERROR = getattr(monitor, "ERROR", "error")  # the monitor's state for a stream it cannot use
 _QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
 _STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
 
@@ -28,7 +27,9 @@ class StreamPanel(QWidget):
     """One stream: its image and its status line. ``last`` is the newest look at the stream,
     ``on_screen`` the look whose frame is shown (a private copy while paused)."""
 
-    def __init__(self, name: str, *, raw: RawSpec | None = None, levels: tuple[float, float] | None = None):
+    def __init__(
+        self, name: str, *, raw: RawSpec | None = None, block: bool = False, levels: tuple[float, float] | None = None
+    ) -> None:
         super().__init__()
         self.view = ImageView(self)
         self.status = TextLine(self, lines=2, bold=True)  # its colour is the stream's state
@@ -41,7 +42,7 @@ class StreamPanel(QWidget):
         self.view.hovered.connect(self._show_pixel)
         self.view.zoom_changed.connect(self._show_zoom)
         self.fixed_levels = levels
-        self.raw = raw
+        self.raw, self.block = raw, block
         self.paused = False
         self.monitor: StreamMonitor | None = None
         self._state = ""
@@ -64,7 +65,7 @@ class StreamPanel(QWidget):
         self._note = ""
         self.view.set_image(None)
         self.view.set_overlay(f"waiting for stream '{name}'…")
-        self.monitor = StreamMonitor(name, raw=self.raw)
+        self.monitor = StreamMonitor(name, raw=self.raw, block=self.block)
 
     def refresh(self) -> None:
         """Poll the stream once; show its new frame, unless paused, and its health always."""
@@ -81,7 +82,7 @@ class StreamPanel(QWidget):
         s = self.monitor.poll()
         if s.state == ERROR:
             self.last = s
-            self.show_error(getattr(s, "error", None) or "the stream cannot be read")
+            self.show_error(s.error or "the stream cannot be read")
             return
         self._error = None
         if s.frame is not None and not self.paused and (s.new or self.on_screen is None):

@@ -206,7 +206,9 @@ class FrameReader(_Closing):
             self._follow()
         lay = self.layout
         if out is not None and (out.shape, out.dtype) != (lay.shape, lay.dtype):
-            raise FrameMismatchError(f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}")
+            raise FrameMismatchError(
+                f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}"
+            )
         image = np.empty(lay.shape, lay.dtype) if out is None else out
         with self._att.mapping.reading(self.name) as (block, v):
             for _ in range(MAX_READ_ATTEMPTS):

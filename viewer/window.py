@@ -31,13 +31,14 @@ class ViewerWindow(QMainWindow):
         *,
         interval_ms: int = 300,
         raw: RawSpec | None = None,
+        block: bool = False,
         levels: tuple[float, float] | None = None,
         snapshot_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("shmview: " + ", ".join(names))
         self.snapshot_dir = snapshot_dir or Path.cwd()
-        self.panels = [StreamPanel(n, raw=raw, levels=levels) for n in names]
+        self.panels = [StreamPanel(n, raw=raw, block=block, levels=levels) for n in names]
         self.current = self.panels[0]  # the last panel clicked: keys and the stream menu act on it
         grid = QWidget(self)
         layout = QGridLayout(grid)
