@@ -33,3 +33,15 @@ def read_many(name: str, reads: int, results) -> None:
                 torn += 1
             seen.add(f.index)
     results.put({"reads": done, "torn": torn, "distinct": len(seen)})
+
+
+def flood_meta(name: str, shape, ready, stop) -> None:
+    """Like flood, with metadata of the same frame: its index, and a list whose length
+    changes every frame (so the metadata's size changes too)."""
+    frames = [np.full(shape, v, np.uint8) for v in range(256)]
+    with FrameWriter(name, shape) as w:
+        ready.set()
+        k = 0
+        while not stop.is_set():
+            w.write(frames[k % 256], meta={"k": k, "pad": list(range(k % 97))})
+            k += 1

@@ -45,6 +45,11 @@ class FormatError(ShmviewError, ValueError):
     """A shape, pixel format, slot count or frame size a stream cannot carry."""
 
 
+class MetadataError(ShmviewError, ValueError):
+    """Per-frame metadata that is not a JSON-serialisable dict, or does not fit the
+    stream's metadata capacity. Nothing is published."""
+
+
 class DtypeError(FormatError, TypeError):
     """A dtype a stream cannot carry (shmview takes uint8, uint16, float32 and float64)."""
 

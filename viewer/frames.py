@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -13,14 +13,17 @@ from viewer import protocol as P
 
 @dataclass(frozen=True)
 class Frame:
-    """One consistent frame: a private copy of the pixels and the writer's stamps."""
+    """One consistent frame: the pixels, the writer's stamps, and its metadata (a dict,
+    or None when the frame carries none), all of the same frame."""
 
     image: np.ndarray = field(repr=False)
     index: int | None  # None for raw blocks, which carry no stamps
     timestamp_ns: int | None
+    meta: dict[str, Any] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        return f"Frame(index={self.index}, shape={self.image.shape}, dtype={self.image.dtype.name})"
+        meta = "" if self.meta is None else f", meta keys={sorted(self.meta)[:5]}"
+        return f"Frame(index={self.index}, shape={self.image.shape}, dtype={self.image.dtype.name}{meta})"
 
 
 @dataclass(frozen=True)
@@ -60,18 +63,22 @@ class _Views:
 
     state: np.ndarray  # the header's state word, shape (1,)
     published: np.ndarray  # frames_written, shape (1,)
-    meta: list[np.ndarray]  # per slot: seq, index, timestamp_ns
+    words: list[np.ndarray]  # per slot: seq, index, timestamp_ns
     pixels: list[np.ndarray]  # per slot: the frame
+    meta_len: list[np.ndarray]  # per slot: bytes of metadata used, shape (1,) uint32
+    meta: list[np.ndarray]  # per slot: the metadata capacity, uint8 (empty lists without)
 
     @classmethod
     def of(cls, buf: memoryview, lay: P.Layout) -> _Views:
         def words(offset: int, count: int) -> np.ndarray:
             return np.ndarray((count,), np.uint64, buffer=buf, offset=offset)
 
-        slots = range(lay.slot_count)
+        slots = range(lay.slot_count) if lay.meta_bytes else range(0)
         return cls(
             words(P.STATE_OFFSET, 1),
             words(P.FRAMES_WRITTEN_OFFSET, 1),
-            [words(lay.slot_offset(s), 3) for s in slots],
-            [np.ndarray(lay.shape, lay.dtype, buffer=buf, offset=lay.pixels_offset(s)) for s in slots],
+            [words(lay.slot_offset(s), 3) for s in range(lay.slot_count)],
+            [np.ndarray(lay.shape, lay.dtype, buffer=buf, offset=lay.pixels_offset(s)) for s in range(lay.slot_count)],
+            [np.ndarray((1,), np.uint32, buffer=buf, offset=lay.slot_offset(s) + P.SLOT_META_LEN) for s in slots],
+            [np.ndarray((lay.meta_bytes,), np.uint8, buffer=buf, offset=lay.meta_offset(s)) for s in slots],
         )

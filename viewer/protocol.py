@@ -7,7 +7,7 @@ Block header (HEADER_SIZE = 128 bytes, written once before ``state`` becomes LIV
 
     off  size  type  field
       0     8  8s    magic            b"SHMVIEW\\0"
-      8     2  u16   version          1
+      8     2  u16   version          2 (readers also read 1: no metadata)
      10     2  u16   ndim             2 (H, W) or 3 (H, W, C)
      12     4  u32   header_size      offset of slot 0; multiple of 64
      16     4  u32   height
@@ -21,23 +21,28 @@ Block header (HEADER_SIZE = 128 bytes, written once before ``state`` becomes LIV
      64     8  u64   created_ns       CLOCK_REALTIME (time.time_ns) when the block was made; < 2**63
      72     8  u64   state            0 initialising, 1 live, 2 closed       (mutable)
      80     8  u64   frames_written   frames published; newest index is this - 1   (mutable)
-     88    40  -     reserved, zero
+     88     4  u32   meta_bytes       version 2: each slot's metadata capacity, 0 .. 2**20
+     92    36  -     reserved, zero
 
 Slot i starts at header_size + i * slot_stride:
 
       0     8  u64   seq              odd while the slot is being written
       8     8  u64   index            frame index (0, 1, 2, ...)
      16     8  u64   timestamp_ns     CLOCK_REALTIME when the frame was taken or written
-     24    40  -     reserved, zero
+     24     4  u32   meta_len         version 2: bytes of metadata in this slot (0: none)
+     28    36  -     reserved, zero
      64     *  pixels, C order, frame_bytes = height * width * channels * itemsize
+     64 + round_up(frame_bytes, 64):  meta_bytes of metadata capacity (version 2):
+            a JSON object, UTF-8, meta_len bytes of it used
 
 frame_bytes is at most max_frame_bytes() (1 GiB unless $SHMVIEW_MAX_FRAME_BYTES says more).
 
-Frame k goes to slot k % slot_count. The writer bumps seq to odd, copies the pixels,
-stores index and timestamp, bumps seq to even, and only then stores frames_written =
-k + 1. A reader takes frames_written, checks that slot (n - 1) % slot_count holds frame n - 1
-(seq even, index == n - 1) before copying it, copies it, and keeps the copy only if seq
-and index did not move meanwhile.
+Frame k goes to slot k % slot_count. The writer bumps seq to odd, copies the pixels and
+the metadata, stores meta_len, index and timestamp, bumps seq to even, and only then
+stores frames_written = k + 1. A reader takes frames_written, checks that slot
+(n - 1) % slot_count holds frame n - 1 (seq even, index == n - 1) before copying it,
+copies pixels and metadata, and keeps the copy only if seq and index did not move
+meanwhile: pixels and metadata are always of one frame.
 The argument relies on x86-64 (TSO) keeping stores in order and loads in order;
 CPython issues no memory barriers, so weakly ordered CPUs (ARM64) are not covered.
 """
@@ -55,7 +60,8 @@ import numpy as np
 from viewer.errors import DtypeError, FormatError, ProtocolError
 
 MAGIC = b"SHMVIEW\0"
-VERSION = 1
+VERSION = 2  # what writers write
+READABLE_VERSIONS = (1, 2)  # version 1: the same layout without metadata
 HEADER_SIZE = 128
 SLOT_HEADER_SIZE = 64
 ALIGN = 64
@@ -66,6 +72,8 @@ MAX_PID = 2**31 - 1  # pid_t is a signed 32-bit int; Linux's pid_max is at most 
 MAX_NS = 2**63 - 1  # time_ns() fits a signed 64-bit int
 DEFAULT_MAX_FRAME_BYTES = 2**30
 MAX_FRAME_ENV = "SHMVIEW_MAX_FRAME_BYTES"
+DEFAULT_META_BYTES = 4096
+MAX_META_BYTES = 2**20
 
 NO_FRAME = 2**64 - 1  # a slot index that no frame has: a discarded loan leaves it
 
@@ -76,7 +84,8 @@ STATE_CLOSED = 2
 # Offsets of the mutable 64-bit words, for readers and writers that use word views.
 STATE_OFFSET = 72
 FRAMES_WRITTEN_OFFSET = 80
-SLOT_SEQ, SLOT_INDEX, SLOT_TIMESTAMP = 0, 8, 16  # offsets inside a slot header
+META_BYTES_OFFSET = 88  # u32, version 2
+SLOT_SEQ, SLOT_INDEX, SLOT_TIMESTAMP, SLOT_META_LEN = 0, 8, 16, 24  # offsets inside a slot header
 
 _FIXED = struct.Struct("<8sHHIIIII8s8sQQQ")  # bytes 0..72: written once at creation
 assert _FIXED.size == STATE_OFFSET
@@ -101,6 +110,7 @@ class Layout:
     slot_count: int
     header_size: int
     slot_stride: int
+    meta_bytes: int = 0  # per-slot metadata capacity (version 2; 0: frames carry none)
 
     @property
     def channels(self) -> int:
@@ -119,6 +129,10 @@ class Layout:
 
     def pixels_offset(self, slot: int) -> int:
         return self.slot_offset(slot) + SLOT_HEADER_SIZE
+
+    def meta_offset(self, slot: int) -> int:
+        """Where a slot's metadata starts: after its pixels, on the next 64-byte line."""
+        return self.pixels_offset(slot) + _round_up(self.frame_bytes)
 
 
 def max_frame_bytes() -> int:
@@ -161,7 +175,7 @@ def _check_shape(shape: tuple[int, ...]) -> int:
 
 
 def make_layout(
-    shape: tuple[int, ...], dtype: object, pixel_format: str | None, slots: int
+    shape: tuple[int, ...], dtype: object, pixel_format: str | None, slots: int, meta_bytes: int = 0
 ) -> Layout:
     """Check what a writer asks for and return its layout (a FormatError naming the problem)."""
     try:
@@ -185,12 +199,15 @@ def make_layout(
             f"{cap:,}-byte limit (raise it with {MAX_FRAME_ENV})",
             frame_bytes=frame_bytes,
         )
-    stride = _round_up(SLOT_HEADER_SIZE + frame_bytes)
-    return Layout(shape, dt, pixel_format, slots, HEADER_SIZE, stride)
+    if not 0 <= meta_bytes <= MAX_META_BYTES:
+        raise FormatError(f"meta_bytes must be between 0 and {MAX_META_BYTES:,}, got {meta_bytes}")
+    stride = _round_up(SLOT_HEADER_SIZE + (_round_up(frame_bytes) + meta_bytes if meta_bytes else frame_bytes))
+    return Layout(shape, dt, pixel_format, slots, HEADER_SIZE, stride, meta_bytes)
 
 
 def pack_header(layout: Layout, pid: int, created_ns: int) -> bytes:
-    """The first STATE_OFFSET bytes of a block (state and counters start at zero)."""
+    """The first STATE_OFFSET bytes of a block (state and counters start at zero; the
+    metadata capacity, if any, goes at META_BYTES_OFFSET: see pack_meta_bytes)."""
     h, w = layout.shape[:2]
     return _FIXED.pack(
         MAGIC,
@@ -207,6 +224,11 @@ def pack_header(layout: Layout, pid: int, created_ns: int) -> bytes:
         pid,
         created_ns,
     )
+
+
+def pack_meta_bytes(layout: Layout) -> bytes:
+    """The u32 at META_BYTES_OFFSET: each slot's metadata capacity."""
+    return layout.meta_bytes.to_bytes(4, "little")
 
 
 @dataclass(frozen=True)
@@ -229,15 +251,19 @@ def parse_header(data: bytes, block_size: int) -> Header:
     )
     if magic != MAGIC:
         raise ProtocolError("block has no shmview header (wrong magic); is it a raw array?")
-    if version != VERSION:
-        raise ProtocolError(f"block uses protocol version {version}; this viewer reads {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ProtocolError(
+            f"block uses protocol version {version}; this viewer reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (a newer shmview made it?)"
+        )
+    meta_bytes = _meta_bytes_in(data) if version >= 2 else 0
     try:
         dtype_name = _DTYPE_CODES[dt.rstrip(b"\0").decode("ascii")]
         pixel_format = fmt.rstrip(b"\0").decode("ascii")
         shape = (h, w) if ndim == 2 else (h, w, c)
         if ndim not in (2, 3) or (ndim == 2 and c != 1) or c > MAX_CHANNELS:
             raise ValueError(f"bad dimensions ndim={ndim} channels={c}")
-        layout = make_layout(shape, dtype_name, pixel_format, slots)
+        layout = make_layout(shape, dtype_name, pixel_format, slots, meta_bytes)
     except FormatError as exc:
         if "frame_bytes" in exc.details:  # a real header, just bigger than this reader takes
             raise ProtocolError(str(exc), **exc.details) from None
@@ -254,12 +280,18 @@ def parse_header(data: bytes, block_size: int) -> Header:
         raise ProtocolError(f"corrupt stream header: producer pid {pid}")
     if created > MAX_NS:
         raise ProtocolError(f"corrupt stream header: created_ns {created}")
-    layout = Layout(layout.shape, layout.dtype, layout.pixel_format, slots, header_size, stride)
+    layout = Layout(layout.shape, layout.dtype, layout.pixel_format, slots, header_size, stride, meta_bytes)
     if layout.block_size > block_size:
         raise ProtocolError(
             f"header describes {layout.block_size} bytes but the block has {block_size}"
         )
     return Header(layout, pid, created)
+
+
+def _meta_bytes_in(data: bytes) -> int:
+    """A version-2 header's metadata capacity; 0 if ``data`` stops before it."""
+    end = META_BYTES_OFFSET + 4
+    return int.from_bytes(data[META_BYTES_OFFSET:end], "little") if len(data) >= end else 0
 
 
 def created_ns_of(data: bytes) -> int | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 
 from viewer import protocol as P
 from viewer.errors import (
@@ -106,7 +107,7 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
         block_name = record.block
     block = ReadOnlyBlock(block_name)
     try:
-        head = P.parse_header(bytes(block.buf[: P.STATE_OFFSET]), block.size)
+        head = P.parse_header(bytes(block.buf[: P.HEADER_SIZE]), block.size)
         if record is not None and head.created_ns != record.created_ns:
             raise ProtocolError(f"block {block_name} is not the one the registry names")
     except ProtocolError as exc:
@@ -219,14 +220,16 @@ class FrameReader(_Closing):
                     continue
                 block.check_size(lay.block_size)
                 np.copyto(image, v.pixels[slot])
-                frame = self._still(v, slot, seq, image)
-                if frame is not None:
-                    return frame
+                payload = self._payload(v, slot)
+                stamps = self._still(v, slot, seq)
+                if stamps is not None:
+                    return Frame(image, *stamps, self._decode(payload, stamps[0]))
         raise self._busy()
 
     @contextmanager
     def view(self) -> Iterator[Frame | None]:
-        """The newest frame without a copy: ``image`` is a read-only view of the slot.
+        """The newest frame without a copy: ``image`` is a read-only view of the slot
+        (``meta`` is decoded, so it is yours).
 
         Use it inside the block only (copy what you keep). On leaving, the slot is checked:
         if the writer reused it meanwhile, TornFrameError says that whatever was computed
@@ -241,12 +244,13 @@ class FrameReader(_Closing):
                 yield None
                 return
             block.check_size(self.layout.block_size)
-            frame = Frame(v.pixels[slot], int(v.meta[slot][1]), int(v.meta[slot][2]))
-            yield frame
-            if self._still(v, slot, seq, frame.image) is None:
-                raise TornFrameError(
-                    f"{self.name}: frame {frame.index} was overwritten while in use", name=self.name
-                )
+            payload = self._payload(v, slot)
+            stamps = self._still(v, slot, seq)
+            frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
+            if frame is not None:
+                yield frame
+            if frame is None or self._still(v, slot, seq) is None:
+                raise TornFrameError(f"{self.name}: the newest frame was overwritten while in use", name=self.name)
 
     def apply(self, fn: Callable[[Frame], T]) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
@@ -279,16 +283,35 @@ class FrameReader(_Closing):
         if n == 0:
             return None, 0
         slot = (n - 1) % self.layout.slot_count
-        meta = v.meta[slot]
-        seq = int(meta[0])
-        return (-1, 0) if seq & 1 or int(meta[1]) != n - 1 else (slot, seq)
+        words = v.words[slot]
+        seq = int(words[0])
+        return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
 
     @staticmethod
-    def _still(v: _Views, slot: int, seq: int, image: np.ndarray) -> Frame | None:
-        """The frame, if slot ``slot`` still holds what it held at sequence ``seq``."""
-        meta = v.meta[slot]
-        index, stamp = int(meta[1]), int(meta[2])
-        return Frame(image, index, stamp) if int(meta[0]) == seq and index != P.NO_FRAME else None
+    def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
+        """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
+        words = v.words[slot]
+        index, stamp = int(words[1]), int(words[2])
+        return (index, stamp) if int(words[0]) == seq and index != P.NO_FRAME else None
+
+    def _payload(self, v: _Views, slot: int) -> bytes | None:
+        """A copy of the slot's metadata bytes (b"" for none); None if its length is out of
+        range, which a consistent slot only has when its writer breaks the protocol."""
+        if not v.meta_len:
+            return b""
+        n = int(v.meta_len[slot][0])
+        return v.meta[slot][:n].tobytes() if n <= self.layout.meta_bytes else None
+
+    def _decode(self, payload: bytes | None, index: int) -> dict[str, Any] | None:
+        if payload == b"":
+            return None
+        try:
+            meta = orjson.loads(payload) if payload is not None else None
+        except orjson.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise ProtocolError(f"{self.name}: frame {index} carries metadata that is not a JSON object", name=self.name)
+        return meta
 
     def _busy(self) -> BusyError:
         return BusyError(

@@ -12,11 +12,13 @@ import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
+import orjson
 
 from viewer import protocol as P
-from viewer.errors import FrameMismatchError, ShmviewError
+from viewer.errors import FrameMismatchError, MetadataError, ShmviewError
 from viewer.frames import _Closing, _Views
 from viewer.registry import Claim, reap, validate_name
 from viewer.shm import OwnedBlock, forget_block
@@ -67,9 +69,10 @@ class FrameWriter(_Closing):
         *,
         pixel_format: str | None = None,
         slots: int = 3,
+        meta_bytes: int = P.DEFAULT_META_BYTES,
     ) -> None:
         self.name = validate_name(name)
-        self.layout = P.make_layout(shape, dtype, pixel_format, slots)
+        self.layout = P.make_layout(shape, dtype, pixel_format, slots, meta_bytes)
         self._loaned = False
         self._block: OwnedBlock | None = None
         self._claim = Claim(name)
@@ -78,6 +81,7 @@ class FrameWriter(_Closing):
             self._block = OwnedBlock(self.layout.block_size, on_orphaned=orphaned)
             created_ns = time.time_ns()
             self._block.buf[: P.STATE_OFFSET] = P.pack_header(self.layout, os.getpid(), created_ns)
+            self._block.buf[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
             self._v = _Views.of(self._block.buf, self.layout)
             self._v.state[0] = P.STATE_LIVE
             self._claim.publish(self._block.name, created_ns)
@@ -95,21 +99,27 @@ class FrameWriter(_Closing):
             raise ShmviewError("the writer is closed")
         return self._block.name
 
-    def loan(self, *, timestamp_ns: int | None = None) -> Loan:
+    def loan(self, *, timestamp_ns: int | None = None, meta: dict[str, Any] | None = None) -> Loan:
         """The next slot's pixels to fill in place, as a context manager:
 
         >>> with writer.loan() as pixels:   # doctest: +SKIP
         ...     camera.read(image=pixels)
 
         Readers keep off the slot while the block runs. Leaving it normally publishes the
-        frame (``loan.index`` then holds its index); an exception publishes nothing, the
-        previous frame stays the newest, and the next frame takes the same index. The
-        array is read-only once the block ends: it is the stream's memory.
+        frame (``loan.index`` then holds its index) with ``meta``, or with what the block
+        set as ``loan.meta`` (metadata computed from the pixels, say); an exception
+        (metadata that cannot be stored included) publishes nothing, the previous frame
+        stays the newest, and the next frame takes the same index. The array is read-only
+        once the block ends: it is the stream's memory.
         """
-        return Loan(self, timestamp_ns)
+        return Loan(self, timestamp_ns, meta)
 
-    def write(self, frame: np.ndarray, *, timestamp_ns: int | None = None) -> int:
-        """Copy ``frame`` into the next slot, publish it, and return its index."""
+    def write(
+        self, frame: np.ndarray, *, timestamp_ns: int | None = None, meta: dict[str, Any] | None = None
+    ) -> int:
+        """Copy ``frame`` into the next slot, with ``meta`` (a JSON-serialisable dict, at
+        most ``meta_bytes`` once serialised), publish it, and return its index. A frame or
+        metadata that does not fit is refused before anything is published."""
         lay = self.layout
         if getattr(frame, "shape", None) != lay.shape or getattr(frame, "dtype", None) != lay.dtype:
             raise FrameMismatchError(
@@ -118,10 +128,30 @@ class FrameWriter(_Closing):
                 f"{getattr(getattr(frame, 'dtype', None), 'name', '')}".rstrip(),
                 expected=(lay.shape, lay.dtype.name),
             )
+        payload = self._encode(meta)
         k, slot = self._begin()
         np.copyto(self._v.pixels[slot], frame)
-        self._publish(k, slot, timestamp_ns)
+        self._publish(k, slot, timestamp_ns, payload)
         return k
+
+    def _encode(self, meta: dict[str, Any] | None) -> bytes:
+        """``meta`` as the stream stores it; MetadataError if it cannot be."""
+        if meta is None:
+            return b""
+        if not isinstance(meta, dict):
+            raise MetadataError(f"metadata must be a dict, got {type(meta).__name__}")
+        try:
+            payload = orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError as exc:
+            raise MetadataError(f"metadata is not JSON-serialisable: {exc}") from None
+        if len(payload) > self.layout.meta_bytes:
+            raise MetadataError(
+                f"metadata of {len(payload):,} bytes does not fit the {self.layout.meta_bytes:,} bytes "
+                f"a frame of stream {self.name!r} has room for (FrameWriter(..., meta_bytes=N), "
+                f"up to {P.MAX_META_BYTES:,})",
+                size=len(payload),
+            )
+        return payload
 
     def _begin(self) -> tuple[int, int]:
         """Mark the next slot busy (odd seq); return (index, slot)."""
@@ -131,11 +161,16 @@ class FrameWriter(_Closing):
             raise ShmviewError(f"stream {self.name!r} has a loan open: finish it before the next frame")
         k = self.frames_written
         lap, slot = divmod(k, self.layout.slot_count)
-        self._v.meta[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
+        self._v.words[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
         return k, slot
 
-    def _publish(self, k: int, slot: int, timestamp_ns: int | None) -> None:
-        meta = self._v.meta[slot]
+    def _publish(self, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
+        v = self._v
+        if v.meta_len:  # a stream with room for metadata: this frame's, or none
+            if payload:
+                v.meta[slot][: len(payload)] = np.frombuffer(payload, np.uint8)
+            v.meta_len[slot][0] = len(payload)
+        meta = v.words[slot]
         meta[1] = k
         meta[2] = time.time_ns() if timestamp_ns is None else timestamp_ns
         meta[0] = 2 * (k // self.layout.slot_count) + 2
@@ -145,7 +180,7 @@ class FrameWriter(_Closing):
     def _discard(self, k: int, slot: int) -> None:
         """Leave a half-filled slot so no reader takes it: its index says no frame, its seq
         goes back to the even value it had. frames_written stays, so index k is reused."""
-        meta = self._v.meta[slot]
+        meta = self._v.words[slot]
         meta[1] = P.NO_FRAME
         meta[0] = 2 * (k // self.layout.slot_count)
 
@@ -163,8 +198,9 @@ class FrameWriter(_Closing):
 class Loan:
     """``FrameWriter.loan()``: the next slot, to fill in place. One open loan at a time."""
 
-    def __init__(self, writer: FrameWriter, timestamp_ns: int | None) -> None:
+    def __init__(self, writer: FrameWriter, timestamp_ns: int | None, meta: dict[str, Any] | None) -> None:
         self._writer, self._timestamp_ns = writer, timestamp_ns
+        self.meta = meta  # may be set inside the block, once the pixels say what it is
         self.index: int | None = None  # the published frame's index, once the block ended well
         self._pixels: np.ndarray | None = None
 
@@ -184,8 +220,13 @@ class Loan:
         w._loaned = False
         if w._block is None:
             return  # closed inside the block: nothing to publish into
+        try:
+            payload = w._encode(self.meta) if t is None else b""
+        except MetadataError:
+            w._discard(self._k, self._slot)
+            raise
         if t is None:
-            w._publish(self._k, self._slot, self._timestamp_ns)
+            w._publish(self._k, self._slot, self._timestamp_ns, payload)
             self.index = self._k
         else:
             w._discard(self._k, self._slot)
