@@ -250,7 +250,8 @@ class FrameReader(_Closing):
             if frame is not None:
                 yield frame
             if frame is None or self._still(v, slot, seq) is None:
-                raise TornFrameError(f"{self.name}: the newest frame was overwritten while in use", name=self.name)
+                which = "the newest frame" if frame is None else f"frame {frame.index}"
+                raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
 
     def apply(self, fn: Callable[[Frame], T]) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
@@ -310,7 +311,9 @@ class FrameReader(_Closing):
         except orjson.JSONDecodeError:
             meta = None
         if not isinstance(meta, dict):
-            raise ProtocolError(f"{self.name}: frame {index} carries metadata that is not a JSON object", name=self.name)
+            raise ProtocolError(
+                f"{self.name}: frame {index} carries metadata that is not a JSON object", name=self.name
+            )
         return meta
 
     def _busy(self) -> BusyError:
