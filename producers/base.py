@@ -50,6 +50,21 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what open() took. Must be safe to call twice."""
 
+    def fills(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        """Whether read_into() can write this stream's frames in place, with no
+        conversion. Sources that draw or decode straight into an array say yes."""
+        return False
+
+    def read_into(self, out: np.ndarray) -> bool:
+        """Put the next frame into ``out`` (the stream's next slot, lent by the writer);
+        False when the source has ended. Only called when fills() said yes. The
+        default reads a frame and copies it; sources override it to save that copy."""
+        frame = self.read()
+        if frame is None:
+            return False
+        np.copyto(out, frame)
+        return True
+
     def __enter__(self) -> FrameSource:
         self.open()
         return self
@@ -58,6 +73,29 @@ class FrameSource(ABC):
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Ended(Exception):
+    """Inside a loan: the source has no more frames, so publish nothing."""
+
+
+def _fill_in_place(source: FrameSource, writer: FrameWriter) -> bool:
+    """One frame drawn or decoded straight into the writer's next slot: no copy."""
+    try:
+        with writer.loan() as pixels:
+            if not source.read_into(pixels):
+                raise _Ended
+    except _Ended:
+        return False
+    return True
+
+
+def _copy(source: FrameSource, writer: FrameWriter, convert: Callable[[np.ndarray], np.ndarray] | None) -> bool:
+    frame = source.read()
+    if frame is None:
+        return False
+    writer.write(convert(frame) if convert else frame)
+    return True
 
 
 class Stop(Protocol):
@@ -88,17 +126,16 @@ def run(
     period = 1.0 / fps if fps > 0 else 0.0
     start = time.monotonic()
     written = 0
+    in_place = source.fills(writer.layout.shape, writer.layout.dtype)
     while not stop.is_set() and (frames is None or written < frames):
-        if first is not None:
-            frame, first = first, None
-        else:
-            try:
-                frame = source.read()
-            except NoFrameYet:
-                continue
-        if frame is None:
-            break
-        writer.write(convert(frame) if convert else frame)
+        try:
+            if first is not None:
+                writer.write(convert(first) if convert else first)
+                first = None
+            elif not (_fill_in_place(source, writer) if in_place else _copy(source, writer, convert)):
+                break
+        except NoFrameYet:
+            continue
         written += 1
         if written == frames:
             break

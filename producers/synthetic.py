@@ -42,6 +42,33 @@ class SyntheticSource(FrameSource):
         self.index += 1
         return frame
 
+    def fills(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        return shape == self.shape and dtype == np.uint8
+
+    def read_into(self, out: np.ndarray) -> bool:
+        """Draw frame k straight into the stream's slot where the pattern allows it."""
+        k = self.index
+        draw_into = getattr(self, f"_{self.pattern}_into", None)
+        if draw_into is None:
+            np.copyto(out, self._draw(k))
+        else:
+            draw_into(k, out)
+        self.index += 1
+        return True
+
+    def _solid_into(self, k: int, out: np.ndarray) -> None:
+        out.fill(k % 256)
+
+    def _gradient_into(self, k: int, out: np.ndarray) -> None:
+        ramp = self._ramp_of()
+        shift = np.uint8(k % 256)
+        if out.ndim == 2:
+            np.add(ramp, shift, out=out)
+            return
+        np.add(ramp, shift, out=out[:, :, 0])
+        np.add(ramp[:, ::-1], shift, out=out[:, :, 1])
+        out[:, :, 2] = (k * 3) % 256
+
     def _color(self, bgr: np.ndarray) -> np.ndarray:
         """A full-size frame from an (h, w, 3) BGR picture, as grey if the stream is 1-channel."""
         if len(self.shape) == 3:
@@ -51,11 +78,14 @@ class SyntheticSource(FrameSource):
     def _solid(self, k: int) -> np.ndarray:
         return np.full(self.shape, k % 256, np.uint8)
 
-    def _gradient(self, k: int) -> np.ndarray:
+    def _ramp_of(self) -> np.ndarray:
         if self._ramp is None:
             h, w = self.shape[:2]
             self._ramp = np.add.outer(np.arange(h) % 256, np.arange(w) % 256).astype(np.uint8)
-        base = self._ramp + np.uint8(k % 256)  # uint8 arithmetic wraps, so it scrolls
+        return self._ramp
+
+    def _gradient(self, k: int) -> np.ndarray:
+        base = self._ramp_of() + np.uint8(k % 256)  # uint8 arithmetic wraps, so it scrolls
         if len(self.shape) == 2:
             return base
         return np.dstack([base, base[:, ::-1], np.full_like(base, (k * 3) % 256)])

@@ -19,6 +19,7 @@ class VideoSource(FrameSource):
         self._cap: Any = None
         self.fps = 30.0  # the file's rate once opened
         self.loops = 0
+        self._frame_shape: tuple[int, ...] | None = None  # what the file decodes to
 
     def __str__(self) -> str:
         return f"video {self.path}"
@@ -42,13 +43,31 @@ class VideoSource(FrameSource):
         self._cap = cap
 
     def read(self) -> np.ndarray | None:
-        ok, frame = self._cap.read()
+        return self._next(None)
+
+    def fills(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        """Decoding straight into the slot works when the stream has the file's own frame
+        size as BGR uint8 (no --size, --channels 1 or other dtype asked for)."""
+        return shape == self._frame_shape and dtype == np.uint8
+
+    def read_into(self, out: np.ndarray) -> bool:
+        frame = self._next(out)
+        if frame is None:
+            return False
+        if frame.ctypes.data != out.ctypes.data:  # OpenCV allocated after all: copy once
+            np.copyto(out, frame)
+        return True
+
+    def _next(self, out: np.ndarray | None) -> np.ndarray | None:
+        ok, frame = self._cap.read(image=out)
         if not ok and self.loop:
             import cv2
 
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             self.loops += 1
-            ok, frame = self._cap.read()
+            ok, frame = self._cap.read(image=out)
+        if ok and self._frame_shape is None:
+            self._frame_shape = frame.shape
         return frame if ok else None
 
     def close(self) -> None:
