@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from producers.base import FrameSource
-from viewer.errors import SourceError, SourceNotFoundError
+from viewer.errors import ConfigError, SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 class FolderSource(FrameSource):
     def __init__(self, path: str | Path, *, loop: bool = False, threads: int = 2, ahead: int | None = None):
         if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
+            raise ConfigError(f"threads must be at least 1, got {threads}")
         self.path = Path(path)
         self.loop = loop
         self.threads = threads

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from producers.base import FrameSource
+from viewer.errors import ConfigError
 
 PATTERNS = ("solid", "gradient", "bars", "noise", "counter")
 
@@ -27,9 +28,9 @@ class SyntheticSource(FrameSource):
 
     def __init__(self, pattern: str, width: int = 640, height: int = 480, channels: int = 3):
         if pattern not in PATTERNS:
-            raise ValueError(f"unknown pattern {pattern!r}; choose from {', '.join(PATTERNS)}")
+            raise ConfigError(f"unknown pattern {pattern!r}; choose from {', '.join(PATTERNS)}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise ConfigError(f"channels must be 1 or 3, got {channels}")
         self.pattern = pattern
         self.shape = (height, width) if channels == 1 else (height, width, 3)
         self.index = 0

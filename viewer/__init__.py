@@ -5,12 +5,14 @@
 
 from viewer.errors import (
     BusyError,
+    ConfigError,
     DtypeError,
     FormatError,
     FrameMismatchError,
     InvalidNameError,
     MetadataError,
     ProtocolError,
+    RegistryError,
     ShmviewError,
     SourceError,
     SourceNotFoundError,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BusyError",
+    "ConfigError",
     "DtypeError",
     "FormatError",
     "Frame",
@@ -36,6 +39,7 @@ __all__ = [
     "MetadataError",
     "ProtocolError",
     "RawReader",
+    "RegistryError",
     "ShmviewError",
     "SourceError",
     "SourceNotFoundError",

@@ -41,6 +41,14 @@ class FrameMismatchError(ShmviewError, ValueError):
     """A frame whose shape or dtype differs from the stream's."""
 
 
+class ConfigError(ShmviewError, ValueError):
+    """An argument out of range for a producer or source (a pattern, a thread count)."""
+
+
+class RegistryError(ShmviewError, PermissionError):
+    """The stream registry folder is not a private folder of the current user."""
+
+
 class FormatError(ShmviewError, ValueError):
     """A shape, pixel format, slot count or frame size a stream cannot carry."""
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from viewer import protocol as P
-from viewer.errors import InvalidNameError, ShmviewError, StreamExistsError
+from viewer.errors import InvalidNameError, RegistryError, ShmviewError, StreamExistsError
 from viewer.shm import is_block_name, open_block, unlink_block
 
 ENV_DIR = "SHMVIEW_REGISTRY"
@@ -63,7 +63,7 @@ def registry_dir(*, recheck: bool = False) -> Path:
         path.mkdir(mode=0o700, parents=True)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise PermissionError(f"registry folder {path} must be a directory owned by you, mode 0700")
+        raise RegistryError(f"registry folder {path} must be a directory owned by you, mode 0700", path=str(path))
     _checked.add(path)
     return path
 
