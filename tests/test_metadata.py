@@ -60,18 +60,10 @@ def test_a_stream_without_room_for_metadata_says_so():
 
 
 def test_pixels_and_metadata_are_always_of_one_frame_under_a_flooding_writer():
-    ready, stop, shape = SPAWN.Event(), SPAWN.Event(), (240, 320, 3)
-    writer = SPAWN.Process(target=workers.flood_meta, args=("floodmeta", shape, ready, stop))
-    writer.start()
-    try:
-        assert ready.wait(60)
-        with FrameReader("floodmeta") as r:
-            r.wait(30)
-            frames = [r.read() for _ in range(1500)]
-            views = [r.apply(lambda f: (f.index, int(f.image[0, 0, 0]), f.meta)) for _ in range(1500)]
-    finally:
-        stop.set()
-        writer.join(60)
+    with workers.flooding(workers.flood_meta, "floodmeta", (240, 320, 3)) as writer, FrameReader("floodmeta") as r:
+        r.wait(30)
+        frames = [r.read() for _ in range(1500)]
+        views = [r.apply(lambda f: (f.index, int(f.image[0, 0, 0]), f.meta)) for _ in range(1500)]
     mixed = [f.index for f in frames if not (f.meta["k"] == f.index and f.image[0, 0, 0] == f.index % 256
                                              and len(f.meta["pad"]) == f.index % 97)]
     mixed += [k for k, px, meta in views if not (meta["k"] == k and px == k % 256)]

@@ -75,21 +75,12 @@ def test_apply_computes_on_the_newest_frame_without_a_copy():
 
 
 def test_apply_under_a_flooding_writer_in_another_process_is_never_torn():
-    ready, stop, shape = SPAWN.Event(), SPAWN.Event(), (480, 640, 3)
-    writer = SPAWN.Process(target=workers.flood, args=("floodview", shape, ready, stop))
-    writer.start()
-    try:
-        assert ready.wait(60)
-        with FrameReader("floodview") as r:
-            r.wait(30)
+    def check(frame):  # every byte of frame k is k % 256 (the `solid` pattern)
+        return frame.index, int(frame.image.min()), int(frame.image.max())
 
-            def check(frame):  # every byte of frame k is k % 256 (the `solid` pattern)
-                return frame.index, int(frame.image.min()), int(frame.image.max())
-
-            results = [r.apply(check) for _ in range(2000)]
-    finally:
-        stop.set()
-        writer.join(60)
+    with workers.flooding(workers.flood, "floodview", (480, 640, 3)) as writer, FrameReader("floodview") as r:
+        r.wait(30)
+        results = [r.apply(check) for _ in range(2000)]
     torn = [(k, lo, hi) for k, lo, hi in results if not lo == hi == k % 256]
     assert torn == [] and len({k for k, _, _ in results}) > 10
     assert writer.exitcode == 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from viewer import FrameReader, FrameWriter
@@ -45,3 +49,19 @@ def flood_meta(name: str, shape, ready, stop) -> None:
         while not stop.is_set():
             w.write(frames[k % 256], meta={"k": k, "pad": list(range(k % 97))})
             k += 1
+
+
+@contextmanager
+def flooding(target: Callable[..., None], name: str, shape) -> Iterator[mp.Process]:
+    """Run a flooding writer (``flood`` or ``flood_meta``) in a spawned process while the
+    block runs; it is stopped and joined afterwards (check its exitcode then)."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=target, args=(name, shape, ready, stop))
+    writer.start()
+    try:
+        assert ready.wait(60), "the writer did not start"
+        yield writer
+    finally:
+        stop.set()
+        writer.join(60)

@@ -6,9 +6,7 @@ The read procedure is in viewer/protocol.py (docs/PROTOCOL.md).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +20,13 @@ from viewer.errors import (
     BusyError,
     FrameMismatchError,
     ProtocolError,
-    ShmviewError,
     StreamGoneError,
     StreamNotFoundError,
     StreamTimeoutError,
     TornFrameError,
 )
 from viewer.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.mapping import Mapping
 from viewer.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
 from viewer.shm import ReadOnlyBlock
 
@@ -40,61 +38,11 @@ CHECK_EVERY_S = 0.05  # how often wait() and a following read() look for a resta
 _BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
 
 
-class _Mapping:
-    """A reader's mapping and the views over it, safe to close while reads run in other
-    threads: close() waits for them, and a read after close raises. A close() from a
-    signal handler that interrupted a read in the same thread is finished by that read
-    when it leaves. (Numpy views do not pin an mmap: unmapping under one is a segfault.)"""
-
-    def __init__(self, block: ReadOnlyBlock, views: Any) -> None:
-        self.block: ReadOnlyBlock | None = block
-        self.views = views
-        self._cond = threading.Condition(threading.RLock())
-        self._inside: Counter[int] = Counter()  # thread id -> reads in progress
-        self._closing = False
-
-    @contextmanager
-    def reading(self, what: str) -> Iterator[tuple[ReadOnlyBlock, Any]]:
-        me = threading.get_ident()
-        with self._cond:
-            if self.block is None or self._closing:
-                raise ShmviewError(f"{what} is closed")
-            self._inside[me] += 1
-            held = self.block, self.views
-        try:
-            yield held
-        finally:
-            with self._cond:
-                self._inside[me] -= 1
-                if not self._inside[me]:
-                    del self._inside[me]
-                self._cond.notify_all()
-                last_out = self._closing and not self._inside
-            if last_out:
-                self._unmap()
-
-    def close(self) -> None:
-        with self._cond:
-            if self.block is None or self._closing:
-                return
-            self._closing = True
-            if self._inside.get(threading.get_ident()):
-                return  # a read of this very thread is under us: it unmaps when it leaves
-            self._cond.wait_for(lambda: not self._inside)
-        self._unmap()
-
-    def _unmap(self) -> None:
-        with self._cond:
-            block, self.block, self.views = self.block, None, None
-        if block is not None:
-            block.close()
-
-
 @dataclass(frozen=True)
 class _Attachment:
     """One block a reader is attached to, and what it knows of it."""
 
-    mapping: _Mapping
+    mapping: Mapping
     layout: P.Layout
     info: StreamInfo
     record: StreamRecord | None  # None when opened by block name
@@ -117,7 +65,7 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    return _Attachment(_Mapping(block, _Views.of(block.buf, lay)), lay, info, record)
+    return _Attachment(Mapping(block, _Views.of(block.buf, lay)), lay, info, record)
 
 
 def _find_live(name: str) -> StreamRecord:
@@ -462,7 +410,7 @@ class RawReader(_Closing):
                 name=name,
             )
         self.layout = lay
-        self._map = _Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf))
+        self._map = Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf))
         self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
 
     def read(self, out: np.ndarray | None = None) -> Frame:
