@@ -4,7 +4,6 @@ version-1 blocks still read."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import struct
 from pathlib import Path
@@ -17,7 +16,6 @@ from tests.helpers import cli, json_lines
 from viewer import FrameReader, FrameWriter, MetadataError, ProtocolError
 from viewer import protocol as P
 
-SPAWN = mp.get_context("spawn")
 SHM = Path("/dev/shm")
 
 

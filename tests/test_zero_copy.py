@@ -3,15 +3,11 @@ without copying, and neither ever hands out a torn frame without saying so."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import numpy as np
 import pytest
 
 from tests import workers
 from viewer import FrameReader, FrameWriter, ShmviewError, TornFrameError
-
-SPAWN = mp.get_context("spawn")
 
 
 def test_a_loan_publishes_on_leaving_the_block():
