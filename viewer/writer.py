@@ -168,7 +168,7 @@ class FrameWriter(_Closing):
         v = self._v
         if v.meta_len:  # a stream with room for metadata: this frame's, or none
             if payload:
-                v.meta[slot][: len(payload)] = np.frombuffer(payload, np.uint8)
+                memoryview(v.meta[slot])[: len(payload)] = payload  # 4x cheaper than via numpy
             v.meta_len[slot][0] = len(payload)
         meta = v.words[slot]
         meta[1] = k
