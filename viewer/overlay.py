@@ -12,6 +12,7 @@ colour) is skipped and counted, never raised: metadata is another program's data
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -64,10 +65,8 @@ def parse_overlay(meta: object) -> Overlay:
         return Overlay((), 1)  # one thing, and not a list of shapes
     shapes = []
     for item in items[:MAX_SHAPES]:
-        try:
+        with contextlib.suppress(_Bad):
             shapes.append(parse_shape(item))
-        except _Bad:
-            pass
     return Overlay(tuple(shapes), len(items) - len(shapes))
 
 
