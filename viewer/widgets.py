@@ -197,7 +197,7 @@ class ImageView(QWidget):
             self.update()
             x0, y0 = math.floor(min(a.x(), b.x())), math.floor(min(a.y(), b.y()))
             x1, y1 = math.ceil(max(a.x(), b.x())), math.ceil(max(a.y(), b.y()))
-            if x1 > x0 and y1 > y0:  # a click without a drag selects nothing
+            if a != b and x1 > x0 and y1 > y0:  # a click without a drag selects nothing
                 self.roi_selected.emit(x0, y0, x1 - x0, y1 - y0)
 
     def _clamped(self, pos: QPointF) -> QPointF:
