@@ -25,6 +25,7 @@ from viewer.widgets import ImageView, TextLine
 logger = logging.getLogger(__name__)
 
 _QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
+_UNSET = object()  # no frame shown yet: whatever the first frame's metadata, show it
 _STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
 
 
@@ -80,7 +81,7 @@ class StreamPanel(QWidget):
         self.shown = 0
         self._display_rate = RateMeter()
         self._note = ""
-        self._meta: object = None
+        self._meta: object = _UNSET
         self.overlay = NO_OVERLAY
         self.view.set_image(None)
         self.view.set_shapes(())
@@ -199,7 +200,7 @@ class StreamPanel(QWidget):
 
     def _show_meta(self, meta: object) -> None:
         """The metadata line and the overlay's shapes, redone only when the metadata changed."""
-        if meta == self._meta and meta is not None:
+        if meta is self._meta or meta == self._meta:  # most often None is None: nothing to do
             return
         self._meta = meta
         self.overlay = parse_overlay(meta)
