@@ -245,14 +245,6 @@ class ImageView(QWidget):
         if shape.label is not None:  # beside the shape: right of its first point, above it
             _outlined_text(p, points[0] + QPointF(3, -4), shape.label, colour)
 
-
-def _outlined_text(p: QPainter, at: QPointF, text: str, colour: QColor) -> None:
-    """Text with a dark shadow, readable over light and dark images alike."""
-    p.setPen(QColor(0, 0, 0))
-    p.drawText(at + QPointF(1, 1), text)
-    p.setPen(colour)
-    p.drawText(at, text)
-
     def wheelEvent(self, event: QWheelEvent | None) -> None:
         assert event is not None
         self._cursor = event.position()
@@ -350,3 +342,11 @@ class TextLine(QWidget):
 
 def _elide(metrics: QFontMetrics, text: str, width: int) -> str:
     return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+
+
+def _outlined_text(p: QPainter, at: QPointF, text: str, colour: QColor) -> None:
+    """Text with a dark shadow, readable over light and dark images alike."""
+    p.setPen(QColor(0, 0, 0))
+    p.drawText(at + QPointF(1, 1), text)
+    p.setPen(colour)
+    p.drawText(at, text)
