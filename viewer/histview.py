@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from PyQt6.QtCore import QPointF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF
+from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from viewer.histogram import Histogram
@@ -62,7 +62,7 @@ class HistogramView(QWidget):
             for c, row in enumerate(heights):
                 ys = (self.height() - 2) - row / top * (self.height() - 4)
                 p.setPen(QPen(CHANNEL_COLOUR.get(h.names[c] if c < len(h.names) else "I", CHANNEL_COLOUR["I"]), 1))
-                p.drawPolyline(QPolygonF([QPointF(x, y) for x, y in zip(xs.tolist(), ys.tolist(), strict=True)]))
+                p.drawPath(polyline(xs.tolist(), ys.tolist()))
             if self.levels is not None:
                 p.setPen(QPen(MARKER, 1, Qt.PenStyle.DashLine))
                 for value in self.levels:
@@ -98,3 +98,12 @@ class HistogramView(QWidget):
 
     def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
         self._dragging = None
+
+
+def polyline(xs: list[float], ys: list[float]) -> QPainterPath:
+    """A path through the points. Not QPainter.drawPolyline(QPolygonF): here (PyQt6 6.11) that
+    call jumped to a null pointer, a segfault, in some runs of the test suite."""
+    path = QPainterPath(QPointF(xs[0], ys[0]))
+    for x, y in zip(xs[1:], ys[1:], strict=True):
+        path.lineTo(x, y)
+    return path

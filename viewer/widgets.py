@@ -14,10 +14,10 @@ from PyQt6.QtGui import (
     QImage,
     QMouseEvent,
     QPainter,
+    QPainterPath,
     QPaintEvent,
     QPalette,
     QPen,
-    QPolygonF,
     QRegion,
     QResizeEvent,
     QWheelEvent,
@@ -234,8 +234,12 @@ class ImageView(QWidget):
             p.drawRect(QRectF(points[0], points[1]))
         elif shape.kind == "line":
             p.drawLine(points[0], points[1])
-        elif shape.kind == "polygon":
-            p.drawPolygon(QPolygonF(points))
+        elif shape.kind == "polygon":  # a path, not drawPolygon(QPolygonF): see histview.polyline
+            path = QPainterPath(points[0])
+            for point in points[1:]:
+                path.lineTo(point)
+            path.closeSubpath()
+            p.drawPath(path)
         elif shape.kind == "point":
             c = points[0]
             p.drawLine(c + QPointF(-5, 0), c + QPointF(5, 0))
