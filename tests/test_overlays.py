@@ -137,6 +137,13 @@ def test_roi_json_is_strict_when_the_region_holds_nan():
     assert clean == {"name": "I", "min": 1.0, "max": 1.0, "mean": 1.0, "std": 0.0, "sum": 25.0}
 
 
+def test_roi_of_a_float_frame_with_infinities_has_no_warning_and_null_numbers():
+    image = np.ones((10, 10, 3), np.float32)
+    image[1, 1, 0], image[2, 2, 0] = np.inf, -np.inf
+    channel = roi_dict(roi_stats(image, (0, 0, 5, 5), "BGR"))["channels"][0]  # warnings are errors here
+    assert channel["min"] is None and channel["max"] is None and channel["std"] is None
+
+
 def test_roi_text_reads_like_the_issue():
     image = np.zeros((50, 60, 3), np.uint8)
     image[10:50, 10:60] = (0, 128, 255)
@@ -181,6 +188,13 @@ def test_float_histogram_matches_numpy_and_leaves_out_nan_and_inf(dtype):
         expected, _ = np.histogram(values, bins=256, range=(h.lo, h.hi))
         np.testing.assert_array_equal(h.counts[c], expected)
     assert h.counts[0].sum() == 80 * 70 - 1
+
+
+def test_float64_beyond_float32_is_left_out_without_a_warning():
+    image = np.zeros((10, 10), np.float64)
+    image[0, 0] = 1e300
+    h = histogram(image, "GRAY")
+    assert h.counts[0].sum() == 99 and (h.lo, h.hi) == (0.0, pytest.approx(1.0, abs=1e-5))
 
 
 def test_a_big_frame_is_histogrammed_on_every_kth_row():

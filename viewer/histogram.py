@@ -67,8 +67,9 @@ def roi_stats(image: np.ndarray, roi: Roi, pixel_format: str) -> RoiStats:
 def _channel(values: np.ndarray, name: str) -> ChannelStats:
     if values.dtype.kind == "f":
         wide = values.astype(np.float64)
-        return ChannelStats(name, float(wide.min()), float(wide.max()), float(wide.mean()), float(wide.std()),
-                            float(wide.sum()))
+        with np.errstate(all="ignore"):  # inf - inf in std is NaN, shown as such (null in JSON)
+            return ChannelStats(name, float(wide.min()), float(wide.max()), float(wide.mean()), float(wide.std()),
+                                float(wide.sum()))
     import cv2  # deferred: `import viewer` stays free of OpenCV
 
     plane = np.ascontiguousarray(values)
@@ -138,7 +139,8 @@ def histogram(image: np.ndarray, pixel_format: str, levels: tuple[float, float] 
     step = row_step(image)
     sample = image[::step]  # a view: OpenCV takes row strides without a copy
     if sample.dtype not in (np.uint8, np.uint16, np.float32):
-        sample = sample.astype(np.float32)  # float64: OpenCV's histogram takes float32
+        with np.errstate(over="ignore"):  # beyond float32: inf, left out like any other
+            sample = sample.astype(np.float32)  # float64: OpenCV's histogram takes float32
     lo, hi = _range(sample, levels)
     planes = sample.reshape(sample.shape[0], sample.shape[1], -1)
     # OpenCV counts NaN in the first bin: leave non-finite samples out, when there are any
@@ -160,4 +162,6 @@ def _range(sample: np.ndarray, levels: tuple[float, float] | None) -> tuple[floa
         lo, hi = min(lo, levels[0]), max(hi, levels[1])
     if sample.dtype.kind != "f":
         return lo, hi + 1.0  # whole values: the top one in the last bin
-    return lo, hi + max(hi - lo, 1.0) * 1e-6
+    if hi <= lo:  # a flat frame: one unit wide, the value in the first bin
+        hi = lo + 1.0
+    return lo, hi + (hi - lo) * 1e-6  # the top value inside the last bin

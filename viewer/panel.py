@@ -212,14 +212,20 @@ class StreamPanel(QWidget):
 
     def set_roi(self, roi: Roi | None) -> None:
         """Show the statistics of ``roi`` (x, y, w, h in image pixels) on every frame; None: no ROI."""
-        self.roi = roi
-        self.view.set_roi(roi)
-        self.roi_line.setVisible(roi is not None)
-        self._update_stats()
+        try:
+            self.roi = roi
+            self.view.set_roi(roi)
+            self.roi_line.setVisible(roi is not None)
+            self._update_stats()
+        except Exception as exc:  # called from slots: FACTS 17
+            self.show_error(reason(exc))
 
     def set_histogram_visible(self, visible: bool) -> None:
         self.histogram.setVisible(visible)
-        self._update_stats()
+        try:
+            self._update_stats()
+        except Exception as exc:  # called from a slot: FACTS 17
+            self.show_error(reason(exc))
 
     def set_levels(self, lo: float, hi: float) -> None:
         """Fixed display levels from now on, as --levels sets them; the frame shown is redrawn."""
