@@ -3,6 +3,7 @@ processes, and a screenshot of the screen that must show the frame's colours."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import CLI, producer, stop, wait_for
+from tests.helpers import CLI, producer, read_line, stop, wait_for
 
 XVFB = shutil.which("Xvfb")
 pytestmark = pytest.mark.skipif(
@@ -160,6 +161,64 @@ def test_paused_stale_and_broken_panels_say_so_on_screen(display, tmp_path):
         image = cv2.imread(str(shot))
         assert len(red_bars(image)) == 1  # the live panel's frozen image
         assert len(red_bars(image, DIMMED_RED)) == 1  # the stale panel's last image, dimmed
+    finally:
+        code, err = stop(window)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+# ---- metadata overlays on a real screen (issue 13) ------------------------------------------
+
+OVERLAY_WINDOW = Path(__file__).with_name("overlay_window.py")
+RED = (0, 0, 255)  # the overlay rect's colour as cv2 reads it
+
+
+def _write_meta() -> bool:
+    import inspect
+
+    from viewer import FrameWriter
+
+    return "meta" in inspect.signature(FrameWriter.write).parameters
+
+
+def red_box(image: np.ndarray | None) -> tuple[int, int, int, int] | None:
+    """The bounding box (x0, y0, x1, y1) of the pure red pixels on screen."""
+    if image is None:
+        return None
+    ys, xs = np.nonzero(np.all(image == RED, axis=2))
+    return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())) if xs.size > 100 else None
+
+
+@pytest.mark.parametrize("through", [
+    pytest.param("block", marks=pytest.mark.skipif(not _write_meta(), reason=(
+        "needs FrameWriter.write(frame, meta=...) from the core: the metadata goes through the block"))),
+    "patched",  # the same metadata handed to the panel in the viewer process: the drawing alone
+])
+def test_a_metadata_rect_appears_in_place_and_colour_at_fit_and_at_200_percent(display, tmp_path, through):
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
+    args = [sys.executable, str(OVERLAY_WINDOW), *(["--patched"] if through == "patched" else [])]
+    window = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert window.stdin is not None and window.stdout is not None
+        shot = tmp_path / "overlay.png"
+        for command in (None, "zoom 2"):
+            if command:
+                window.stdin.write(command + "\n")
+                window.stdin.flush()
+            where = json.loads(read_line(window, timeout=60))
+            x0, y0, x1, y1 = where["rect"]
+            if command:
+                assert where["scale"] == 2.0
+            expected = (x0, y0, x1, y1)
+
+            def in_place(expected=expected):  # the 2 px pen straddles the rect's edges
+                box = red_box(screenshot(env, shot))
+                return box is not None and all(abs(a - b) <= 2 for a, b in zip(box, expected, strict=True))
+
+            wait_for(in_place, what=f"the red rect at {expected} ({command or 'fit'})", timeout=60)
+        window.stdin.write("quit\n")
+        window.stdin.flush()
     finally:
         code, err = stop(window)
     assert code == 0, err

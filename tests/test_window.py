@@ -534,3 +534,172 @@ def test_a_panel_recovers_from_a_failing_poll_with_its_image(window):
         win.refresh()  # no new frame since: the current one comes back all the same
         assert panel.status.text().startswith("LIVE") and panel.view.image is not None
         assert panel.view.overlay == ""
+
+
+# ---- metadata overlays, ROI statistics, histogram (issue 13) -------------------------------
+
+WRITE_META = "meta" in __import__("inspect").signature(FrameWriter.write).parameters
+NEEDS_META = pytest.mark.skipif(not WRITE_META, reason="needs FrameWriter.write(frame, meta=...) from the core")
+RED_RECT = {"overlay": [{"rect": [8, 6, 20, 16], "colour": "#ff0000"}, {"circle": [1, 1, 1]}], "exposure_ms": 12.5}
+
+
+def red_pixels(widget) -> np.ndarray:
+    """(ys, xs) of the pure red pixels the widget shows."""
+    img = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
+    pixels = np.frombuffer(img.constBits().asarray(img.sizeInBytes()), np.uint8)
+    pixels = pixels.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3].reshape(img.height(), -1, 3)
+    return np.nonzero(np.all(pixels == (255, 0, 0), axis=2))
+
+
+def shift_drag(qtbot, view, a, b, button=Qt.MouseButton.LeftButton):
+    shift = Qt.KeyboardModifier.ShiftModifier if button == Qt.MouseButton.LeftButton else Qt.KeyboardModifier.NoModifier
+    qtbot.mousePress(view, button, shift, a)
+    qtbot.mouseMove(view, b)
+    qtbot.mouseRelease(view, button, shift, b)
+
+
+def roi_rows_expected(image, roi, names):
+    x, y, w, h = roi
+    region = image[y : y + h, x : x + w].reshape(h, w, -1)
+    rows = [f"roi {x},{y},{w}x{h}"]
+    for c, name in enumerate(names):
+        v = region[..., c].astype(np.float64)
+        rows.append(f"{name} min {int(v.min()):,} max {int(v.max()):,} mean {v.mean():.4g} std {v.std():.4g} "
+                    f"sum {int(region[..., c].sum(dtype=np.uint64)):,}")
+    return rows
+
+
+def test_a_shift_drag_selects_an_roi_whose_numbers_match_numpy_on_every_frame_and_esc_clears_it(window, qtbot):
+    rng = np.random.default_rng(11)
+    frames = [rng.integers(0, 256, (H, W, 3), np.uint8) for _ in range(2)]
+    with FrameWriter("roi", (H, W, 3)) as w:
+        w.write(frames[0])
+        win = window("roi")
+        win.refresh()
+        panel, view = win.panels[0], win.panels[0].view
+        a, b = view.to_widget(10.3, 5.3).toPoint(), view.to_widget(40.6, 30.6).toPoint()
+        shift_drag(qtbot, view, a, b)
+        assert panel.roi is not None and panel.view.roi == panel.roi
+        x, y, rw, rh = panel.roi
+        assert abs(x - 10) <= 1 and abs(y - 5) <= 1 and abs(x + rw - 41) <= 1 and abs(y + rh - 31) <= 1
+        assert panel.roi_line.text().split("\n") == roi_rows_expected(frames[0], panel.roi, "BGR")
+        assert not panel.roi_line.isHidden()
+        w.write(frames[1])
+        win.refresh()  # the numbers follow the frame
+        assert panel.roi_line.text().split("\n") == roi_rows_expected(frames[1], panel.roi, "BGR")
+        qtbot.mouseMove(view, b)
+        qtbot.keyClick(win, Qt.Key.Key_Escape)
+        assert panel.roi is None and panel.view.roi is None and panel.roi_line.isHidden()
+
+
+def test_a_right_drag_selects_too_and_a_click_selects_nothing(window, qtbot):
+    frame = np.arange(H * W, dtype=np.uint16).reshape(H, W)
+    with FrameWriter("rdrag", (H, W), "uint16") as w:
+        w.write(frame)
+        win = window("rdrag")
+        win.refresh()
+        panel, view = win.panels[0], win.panels[0].view
+        here = view.to_widget(3.5, 3.5).toPoint()
+        shift_drag(qtbot, view, here, here, Qt.MouseButton.RightButton)
+        assert panel.roi is None
+        shift_drag(qtbot, view, view.to_widget(2.5, 2.5).toPoint(), view.to_widget(12.5, 9.5).toPoint(),
+                   Qt.MouseButton.RightButton)
+        assert panel.roi is not None
+        assert panel.roi_line.text().split("\n") == roi_rows_expected(frame, panel.roi, "I")
+
+
+def test_the_roi_option_sets_it_in_every_panel(window):
+    frame = np.random.default_rng(12).integers(0, 256, (H, W), np.uint8)
+    with FrameWriter("roiopt", (H, W)) as w:
+        w.write(frame)
+        win = window("roiopt", roi=(60, 40, 30, 30))
+        win.refresh()
+        assert win.panels[0].roi_line.text().split("\n") == roi_rows_expected(frame, (60, 40, 4, 8), "I")
+
+
+def with_meta(panel, meta):
+    """Frames carrying ``meta`` as Frame.meta will, before the core writes metadata."""
+    from tests.overlay_window import patch_meta
+
+    patch_meta(panel, meta)
+
+
+def test_overlay_shapes_are_drawn_where_the_metadata_says_and_o_toggles_them(window, qtbot):
+    with FrameWriter("shapes", (H, W, 3)) as w:
+        win = window("shapes")
+        panel = win.panels[0]
+        with_meta(panel, RED_RECT)
+        w.write(np.full((H, W, 3), 40, np.uint8))
+        win.refresh()
+        view = panel.view
+        assert len(view.shapes) == 1 and panel.overlay.skipped == 1
+        assert panel.meta_line.text() == "overlay: 1 shape, 1 skipped · exposure_ms: 12.5"
+        for zoom in (None, 2.0):
+            view.set_zoom(zoom)
+            ys, xs = red_pixels(view)
+            left, top = view.to_widget(8, 6).x(), view.to_widget(8, 6).y()
+            right, bottom = view.to_widget(28, 22).x(), view.to_widget(28, 22).y()
+            assert abs(xs.min() - left) <= 2 and abs(xs.max() - right) <= 2, (zoom, xs.min(), xs.max(), left, right)
+            assert abs(ys.min() - top) <= 2 and abs(ys.max() - bottom) <= 2
+        qtbot.keyClick(win, Qt.Key.Key_O)
+        assert not win.overlay_action.isChecked() and red_pixels(view)[0].size == 0
+        qtbot.keyClick(win, Qt.Key.Key_O)
+        assert red_pixels(view)[0].size > 0
+    win.refresh()  # the producer is gone: the shapes stay with the last frame
+    assert panel.status.text().startswith("STALE") and len(view.shapes) == 1
+
+
+@NEEDS_META
+def test_metadata_written_by_the_producer_reaches_the_panel(window):
+    with FrameWriter("metaflow", (H, W, 3)) as w:
+        w.write(np.zeros((H, W, 3), np.uint8), meta=RED_RECT)  # type: ignore[call-arg]
+        win = window("metaflow")
+        win.refresh()
+        panel = win.panels[0]
+        assert panel.meta_line.text() == "overlay: 1 shape, 1 skipped · exposure_ms: 12.5"
+        assert red_pixels(panel.view)[0].size > 0
+        w.write(np.zeros((H, W, 3), np.uint8))  # a frame without metadata: no shapes, no line
+        win.refresh()
+        assert panel.view.shapes == () and panel.meta_line.isHidden()
+
+
+def test_h_toggles_a_histogram_whose_counts_match_numpy_and_l_its_log_scale(window, qtbot):
+    frame = np.random.default_rng(13).integers(0, 256, (H, W, 3), np.uint8)
+    with FrameWriter("hist", (H, W, 3)) as w:
+        w.write(frame)
+        win = window("hist")
+        win.refresh()
+        panel = win.panels[0]
+        assert panel.histogram.isHidden() and panel.histogram.histogram is None  # off: nothing computed
+        qtbot.keyClick(win, Qt.Key.Key_H)
+        assert panel.histogram.isVisible()
+        h = panel.histogram.histogram
+        for c in range(3):
+            np.testing.assert_array_equal(h.counts[c], np.bincount(frame[..., c].ravel(), minlength=256))
+        assert panel.histogram.levels is None  # uint8: no level markers
+        qtbot.keyClick(win, Qt.Key.Key_L)
+        assert panel.histogram.log
+        w.write(frame[::-1].copy())
+        win.refresh()
+        assert panel.histogram.histogram is not h  # updated on the refresh
+        qtbot.keyClick(win, Qt.Key.Key_H)
+        assert panel.histogram.isHidden()
+
+
+def test_dragging_a_level_marker_sets_the_levels(window, qtbot):
+    with FrameWriter("drag", (H, W), "uint16") as w:
+        w.write(np.full((H, W), 500, np.uint16))
+        win = window("drag", levels=(0.0, 1000.0))
+        win.refresh()
+        panel = win.panels[0]
+        before = centre_colour(panel).value()
+        qtbot.keyClick(win, Qt.Key.Key_H)
+        hist = panel.histogram
+        assert hist.levels == (0.0, 1000.0)
+        start, end = QPoint(round(hist.x_of(1000.0)), 40), QPoint(round(hist.x_of(600.0)), 40)
+        qtbot.mousePress(hist, Qt.MouseButton.LeftButton, pos=start)
+        qtbot.mouseMove(hist, end)
+        qtbot.mouseRelease(hist, Qt.MouseButton.LeftButton, pos=end)
+        lo, hi = panel.fixed_levels
+        assert lo == 0.0 and hi == pytest.approx(600.0, abs=2 * (hist.histogram.hi - hist.histogram.lo) / hist.width())
+        assert centre_colour(panel).value() > before  # 500 of 0..600 is brighter than of 0..1000

@@ -144,6 +144,8 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
                       help="with --raw-shape (default: GRAY, BGR or BGRA from the channels)")
     view.add_argument("--levels", type=T.levels, metavar="LO,HI",
                       help="window: fixed display levels LO,HI for uint16/float frames (default: automatic)")
+    view.add_argument("--roi", type=T.roi, metavar="X,Y,W,H",
+                      help="a region whose per-channel min, max, mean, std and sum are shown (window) or printed")
     view.add_argument("--snapshot-dir", type=Path, metavar="DIR",
                       help="window: where Ctrl+S saves frames (default: here)")
     view.set_defaults(func=_view)
@@ -261,7 +263,7 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
 
             return window.run(
                 args.names, interval_ms=args.interval_ms, raw=raw, block=args.block, levels=args.levels,
-                snapshot_dir=args.snapshot_dir,
+                snapshot_dir=args.snapshot_dir, roi=args.roi,
             )
         print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)
     from viewer import headless as text
@@ -269,7 +271,7 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
     timeout = args.timeout if args.timeout is not None else 5.0
     return text.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
-        timeout_s=timeout, raw=raw, block=args.block, until=until,
+        timeout_s=timeout, raw=raw, block=args.block, until=until, roi=args.roi,
     )
 
 

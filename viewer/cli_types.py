@@ -64,3 +64,14 @@ def levels(text: str) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise argparse.ArgumentTypeError(f"levels need finite LO < HI, got {text!r}")
     return lo, hi
+
+
+def roi(text: str) -> tuple[int, int, int, int]:
+    """x,y,w,h in image pixels: the region [y:y+h, x:x+w], clipped to each frame later."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"roi must look like 10,20,64,48 (x,y,w,h), got {text!r}") from None
+    if x < 0 or y < 0 or w < 1 or h < 1 or max(x + w, y + h) > 2 * MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"roi needs x,y at least 0 and w,h at least 1 inside the frame, got {text!r}")
+    return x, y, w, h

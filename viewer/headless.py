@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
+from viewer.histogram import Roi, roi_dict, roi_stats, roi_text
 from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
 from viewer.registry import live_records
@@ -38,12 +39,13 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def status_dict(s: Status, skipped: int | None = None) -> dict[str, object]:
+def status_dict(s: Status, skipped: int | None = None, roi: Roi | None = None) -> dict[str, object]:
     """The JSON form of a status line (documented in the README). Strict JSON: NaN and
-    infinities become null, and ``nonfinite`` counts the samples that hold them."""
+    infinities become null, and ``nonfinite`` counts the samples that hold them. With an
+    ``roi``, the key ``roi`` holds its statistics (null while there is no frame)."""
     info, frame = s.info, s.frame
     image = frame.image if frame is not None else None
-    return {
+    line: dict[str, object] = {
         "stream": s.stream,
         "state": s.state,
         "error": s.error,
@@ -60,11 +62,14 @@ def status_dict(s: Status, skipped: int | None = None) -> dict[str, object]:
         "block": info.block if info else None,
         "producer_pid": info.producer_pid if info else None,
     }
+    if roi is not None:
+        line["roi"] = roi_dict(roi_stats(image, roi, info.pixel_format)) if image is not None and info else None
+    return line
 
 
-def json_line(s: Status, skipped: int | None = None) -> str:
+def json_line(s: Status, skipped: int | None = None, roi: Roi | None = None) -> str:
     # allow_nan=False: a NaN that slipped through is an error here, never invalid JSON out there
-    return json.dumps(status_dict(s, skipped), allow_nan=False)
+    return json.dumps(status_dict(s, skipped, roi), allow_nan=False)
 
 
 def _sum_text(s: Status) -> str:
@@ -74,7 +79,7 @@ def _sum_text(s: Status) -> str:
     return f"sum {s.sum:.6g}" + (f" ({bad:,} non-finite)" if bad else "")
 
 
-def status_line(s: Status) -> str:
+def status_line(s: Status, roi: Roi | None = None) -> str:
     error = s.error
     if s.state == ERROR:
         return f"{s.stream}  {ERROR}  {error or 'unknown error'}"
@@ -88,6 +93,8 @@ def status_line(s: Status) -> str:
         parts.append(f"{s.fps:.1f} fps")
     if s.latency_ms is not None:
         parts.append(f"{s.latency_ms:.1f} ms")
+    if roi is not None and s.frame is not None and s.info is not None:
+        parts.append("  ".join(roi_text(roi_stats(s.frame.image, roi, s.info.pixel_format))))
     return "  ".join(parts)
 
 
@@ -130,6 +137,7 @@ def run(
     block: bool = False,
     out: TextIO = sys.stdout,
     until: Callable[[], bool] | None = None,
+    roi: Roi | None = None,
 ) -> int:
     """Refresh every ``interval_s`` until ``count`` refreshes (forever if None), or until
     ``until()`` says to stop. Returns 0, or 1 if a stream's last status was an error.
@@ -150,7 +158,7 @@ def run(
             if waiting and timeout_s is not None and time.monotonic() - start >= timeout_s:
                 raise not_found(waiting, timeout_s, raw=by_block)
             for s in statuses:
-                print(json_line(s, skipped(s)) if as_json else status_line(s), file=out, flush=True)
+                print(json_line(s, skipped(s), roi) if as_json else status_line(s, roi), file=out, flush=True)
             refreshes += 1
             if refreshes == count or (until is not None and until()):
                 break

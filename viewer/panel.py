@@ -1,5 +1,7 @@
-"""One stream in the window: its image, its status line and the pixel under the cursor.
-Following the stream is viewer/monitor.py's job and pixel conversion viewer/imaging.py's."""
+"""One stream in the window: its image with the metadata's shapes, its status line, the
+pixel under the cursor, the frame's metadata, a region's statistics and a histogram.
+Following the stream is viewer/monitor.py's job, pixel conversion viewer/imaging.py's,
+statistics viewer/histogram.py's and reading shapes viewer/overlay.py's."""
 
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from PyQt6.QtWidgets import QVBoxLayout, QWidget
 
 from viewer import imaging
 from viewer.errors import ShmviewError
+from viewer.histogram import Roi, histogram, roi_stats, roi_text
+from viewer.histview import HistogramView
 from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.overlay import NO_OVERLAY, meta_fields, parse_overlay
 from viewer.widgets import ImageView, TextLine
 
 logger = logging.getLogger(__name__)
 
 _QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
+_UNSET = object()  # no frame shown yet: whatever the first frame's metadata, show it
 _STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
 
 
@@ -28,20 +34,30 @@ class StreamPanel(QWidget):
     ``on_screen`` the look whose frame is shown (a private copy while paused)."""
 
     def __init__(
-        self, name: str, *, raw: RawSpec | None = None, block: bool = False, levels: tuple[float, float] | None = None
+        self, name: str, *, raw: RawSpec | None = None, block: bool = False,
+        levels: tuple[float, float] | None = None, roi: Roi | None = None,
     ) -> None:
         super().__init__()
         self.view = ImageView(self)
+        self.histogram = HistogramView(self)  # hidden until H
         self.status = TextLine(self, lines=2, bold=True)  # its colour is the stream's state
         self.pixel = TextLine(self)  # zoom, and the pixel under the cursor
+        self.roi_line = TextLine(self)  # the ROI's numbers, a row per channel; hidden without an ROI
+        self.meta_line = TextLine(self)  # the frame's metadata; hidden when it has none
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.status)
-        layout.addWidget(self.pixel)
+        for widget, stretch in ((self.view, 1), (self.histogram, 0), (self.status, 0), (self.pixel, 0),
+                                (self.roi_line, 0), (self.meta_line, 0)):
+            layout.addWidget(widget, stretch)
+        for hidden in (self.histogram, self.roi_line, self.meta_line):
+            hidden.hide()
         self.view.hovered.connect(self._show_pixel)
         self.view.zoom_changed.connect(self._show_zoom)
+        self.view.roi_selected.connect(lambda *r: self.set_roi(r))
+        self.histogram.levels_dragged.connect(self.set_levels)
+        self.roi: Roi | None = None
         self.fixed_levels = levels
+        self.levels: tuple[float, float] | None = None  # the display levels of the frame shown
         self.raw, self.block = raw, block
         self.paused = False
         self.monitor: StreamMonitor | None = None
@@ -49,6 +65,8 @@ class StreamPanel(QWidget):
         self._error: str | None = None
         self._zoom_text = self._pixel_text = self._note = ""
         self.attach(name)
+        if roi is not None:
+            self.set_roi(roi)
 
     def attach(self, name: str) -> None:
         """Follow another stream in this panel."""
@@ -63,7 +81,11 @@ class StreamPanel(QWidget):
         self.shown = 0
         self._display_rate = RateMeter()
         self._note = ""
+        self._meta: object = _UNSET
+        self.overlay = NO_OVERLAY
         self.view.set_image(None)
+        self.view.set_shapes(())
+        self._show_meta(None)
         self.view.set_overlay(f"waiting for stream '{name}'…")
         self.monitor = StreamMonitor(name, raw=self.raw, block=self.block)
 
@@ -116,6 +138,7 @@ class StreamPanel(QWidget):
             self._error = why
         if not self.paused:
             self.view.set_image(None)
+            self.view.set_shapes(())
             self.on_screen = None
         self.view.set_overlay(why, dimmed=self.view.image is not None)
         self.status.set_fields(["ERROR", self.name], [why])
@@ -155,8 +178,9 @@ class StreamPanel(QWidget):
     def _show(self, s: Status, *, count: bool = True) -> None:
         assert s.frame is not None and s.info is not None
         image = s.frame.image
+        self.levels = None
         if image.dtype != np.uint8:
-            lo, hi = self.fixed_levels or self.auto_levels.update(image)
+            self.levels = lo, hi = self.fixed_levels or self.auto_levels.update(image)
             image = imaging.to_uint8(image, lo, hi)
         pixels, fmt = imaging.display_image(image, s.info.pixel_format, self._bgra)
         if fmt == imaging.RGB32:
@@ -166,9 +190,65 @@ class StreamPanel(QWidget):
         qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
         self.on_screen = s
         self.view.set_image(qimage)
+        self._show_meta(getattr(s.frame, "meta", None))  # Frame.meta arrives with the core's metadata
+        self._update_stats()
         self.shown += count
         if self.view.under_mouse():
             self.view.emit_hovered()  # the value under a still mouse changed with the frame
+
+    # ---- metadata, ROI and histogram: computed on the frame shown, when it is shown ----
+
+    def _show_meta(self, meta: object) -> None:
+        """The metadata line and the overlay's shapes, redone only when the metadata changed."""
+        if meta is self._meta or meta == self._meta:  # most often None is None: nothing to do
+            return
+        self._meta = meta
+        self.overlay = parse_overlay(meta)
+        self.view.set_shapes(self.overlay.shapes)
+        fields = meta_fields(meta, self.overlay)
+        self.meta_line.set_fields(fields, [])
+        if self.meta_line.isHidden() == bool(fields):  # a re-layout only when it comes or goes
+            self.meta_line.setVisible(bool(fields))
+
+    def set_roi(self, roi: Roi | None) -> None:
+        """Show the statistics of ``roi`` (x, y, w, h in image pixels) on every frame; None: no ROI."""
+        try:
+            self.roi = roi
+            self.view.set_roi(roi)
+            self.roi_line.setVisible(roi is not None)
+            self._update_stats()
+        except Exception as exc:  # called from slots: FACTS 17
+            self.show_error(reason(exc))
+
+    def set_histogram_visible(self, visible: bool) -> None:
+        self.histogram.setVisible(visible)
+        try:
+            self._update_stats()
+        except Exception as exc:  # called from a slot: FACTS 17
+            self.show_error(reason(exc))
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        """Fixed display levels from now on, as --levels sets them; the frame shown is redrawn."""
+        self.fixed_levels = (lo, hi)
+        try:
+            if self.on_screen is not None and self.on_screen.frame is not None:
+                self._show(self.on_screen, count=False)
+        except Exception as exc:  # a slot: FACTS 17
+            self.show_error(reason(exc))
+
+    def _update_stats(self) -> None:
+        """The ROI's numbers and the histogram of the frame on screen. Only here, at once:
+        the monitor reuses its frame buffers, so nothing keeps a frame for later."""
+        s = self.on_screen
+        if s is None or s.frame is None or s.info is None:
+            if self.roi is not None:
+                x, y, w, h = self.roi
+                self.roi_line.set_rows([f"roi {x},{y},{w}x{h}: no frame"])
+            return
+        if self.roi is not None:
+            self.roi_line.set_rows(roi_text(roi_stats(s.frame.image, self.roi, s.info.pixel_format)))
+        if not self.histogram.isHidden():  # isVisible() is False too while the window is
+            self.histogram.set_histogram(histogram(s.frame.image, s.info.pixel_format, self.levels), self.levels)
 
     def _show_pixel(self, x: int, y: int) -> None:
         self._pixel_text = ""

@@ -1,8 +1,10 @@
-"""The window's small widgets: an image view with zoom, pan and an overlay, and text lines
-that fit their width. They know nothing about streams."""
+"""The window's small widgets: an image view with zoom, pan, an overlay text, metadata shapes
+and a region of interest, and text lines that fit their width. They know nothing about
+streams."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
@@ -12,13 +14,17 @@ from PyQt6.QtGui import (
     QImage,
     QMouseEvent,
     QPainter,
+    QPainterPath,
     QPaintEvent,
     QPalette,
+    QPen,
     QRegion,
     QResizeEvent,
     QWheelEvent,
 )
 from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from viewer.overlay import Shape
 
 BACKGROUND = QColor(24, 24, 24)
 ZOOM_STEP = 1.25
@@ -31,6 +37,7 @@ class ImageView(QWidget):
     hovered = pyqtSignal(int, int)  # image pixel under the cursor, or (-1, -1)
     zoom_changed = pyqtSignal()  # the scale may have changed: zoom, resize, another image size
     clicked = pyqtSignal()
+    roi_selected = pyqtSignal(int, int, int, int)  # x, y, w, h in image pixels, after a Shift- or right-drag
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -44,6 +51,10 @@ class ImageView(QWidget):
         self._pan = QPointF(0, 0)
         self._drag: QPointF | None = None
         self._cursor: QPointF | None = None  # last mouse position while the mouse is over us
+        self.shapes: tuple[Shape, ...] = ()
+        self.show_shapes = True
+        self.roi: tuple[int, int, int, int] | None = None
+        self._selecting: tuple[QPointF, QPointF] | None = None  # a drag's two corners, in image pixels
 
     def set_image(self, image: QImage | None) -> None:
         if image is None and self.image is None:
@@ -57,6 +68,21 @@ class ImageView(QWidget):
     def set_overlay(self, text: str, *, dimmed: bool = False) -> None:
         if (text, dimmed) != (self.overlay, self.dimmed):
             self.overlay, self.dimmed = text, dimmed
+            self.update()
+
+    def set_shapes(self, shapes: tuple[Shape, ...]) -> None:
+        if shapes is not self.shapes:
+            self.shapes = shapes
+            if self.show_shapes:
+                self.update()
+
+    def set_show_shapes(self, show: bool) -> None:
+        self.show_shapes = show
+        self.update()
+
+    def set_roi(self, roi: tuple[int, int, int, int] | None) -> None:
+        if roi != self.roi:
+            self.roi = roi
             self.update()
 
     def set_zoom(self, zoom: float | None) -> None:
@@ -88,6 +114,16 @@ class ImageView(QWidget):
         w, h = self.image.width() * s, self.image.height() * s
         return QRectF((self.width() - w) / 2 + self._pan.x(), (self.height() - h) / 2 + self._pan.y(), w, h)
 
+    def to_widget(self, x: float, y: float) -> QPointF:
+        """Image coordinates (pixel centres at +0.5) to widget coordinates, through the
+        same fit, zoom and pan the image is drawn with."""
+        r, s = self.target(), self.scale()
+        return QPointF(r.x() + x * s, r.y() + y * s)
+
+    def to_image(self, pos: QPointF) -> QPointF:
+        r, s = self.target(), self.scale()
+        return QPointF((pos.x() - r.x()) / s, (pos.y() - r.y()) / s)
+
     def emit_hovered(self) -> None:
         """Say which pixel is under the last cursor position: after a move, and also after a
         zoom, a resize or a new image, when the pixel under a still mouse changes."""
@@ -114,6 +150,7 @@ class ImageView(QWidget):
             p.setClipping(False)
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale() < 1)
             p.drawImage(target, self.image)
+            self._paint_marks(p)
         if self.dimmed:
             p.fillRect(self.rect(), QColor(0, 0, 0, 110))
         if self.overlay:
@@ -132,7 +169,10 @@ class ImageView(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent | None) -> None:
         assert event is not None
-        if self._drag is not None and self.zoom is not None:
+        if self._selecting is not None:
+            self._selecting = (self._selecting[0], self._clamped(event.position()))
+            self.update()
+        elif self._drag is not None and self.zoom is not None:
             self._pan += event.position() - self._drag
             self._drag = event.position()
             self.update()
@@ -141,11 +181,73 @@ class ImageView(QWidget):
 
     def mousePressEvent(self, event: QMouseEvent | None) -> None:
         assert event is not None
-        self._drag = event.position()
+        shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if self.image is not None and (event.button() == Qt.MouseButton.RightButton or shift):
+            corner = self._clamped(event.position())
+            self._selecting = (corner, corner)
+        else:
+            self._drag = event.position()
         self.clicked.emit()
 
     def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
         self._drag = None
+        if self._selecting is not None:
+            a, b = self._selecting
+            self._selecting = None
+            self.update()
+            x0, y0 = math.floor(min(a.x(), b.x())), math.floor(min(a.y(), b.y()))
+            x1, y1 = math.ceil(max(a.x(), b.x())), math.ceil(max(a.y(), b.y()))
+            if a != b and x1 > x0 and y1 > y0:  # a click without a drag selects nothing
+                self.roi_selected.emit(x0, y0, x1 - x0, y1 - y0)
+
+    def _clamped(self, pos: QPointF) -> QPointF:
+        """The image point under ``pos``, held inside the image."""
+        assert self.image is not None
+        p = self.to_image(pos)
+        return QPointF(min(max(p.x(), 0.0), self.image.width()), min(max(p.y(), 0.0), self.image.height()))
+
+    # ---- shapes and the ROI over the image ----
+
+    def _paint_marks(self, p: QPainter) -> None:
+        if self.show_shapes:
+            for shape in self.shapes:
+                self._paint_shape(p, shape)
+        roi = self._selecting_rect() or (QRectF(*self.roi) if self.roi else None)
+        if roi is not None:
+            pen = QPen(QColor(0, 230, 255), 1, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(QRectF(self.to_widget(roi.left(), roi.top()), self.to_widget(roi.right(), roi.bottom())))
+
+    def _selecting_rect(self) -> QRectF | None:
+        if self._selecting is None:
+            return None
+        return QRectF(*self._selecting).normalized()
+
+    def _paint_shape(self, p: QPainter, shape: Shape) -> None:
+        colour = QColor(*shape.colour)
+        p.setPen(QPen(colour, 2))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        points = [self.to_widget(x, y) for x, y in shape.points]
+        if shape.kind == "rect":
+            p.drawRect(QRectF(points[0], points[1]))
+        elif shape.kind == "line":
+            p.drawLine(points[0], points[1])
+        elif shape.kind == "polygon":  # a path, not drawPolygon(QPolygonF): see histview.polyline
+            path = QPainterPath(points[0])
+            for point in points[1:]:
+                path.lineTo(point)
+            path.closeSubpath()
+            p.drawPath(path)
+        elif shape.kind == "point":
+            c = points[0]
+            p.drawLine(c + QPointF(-5, 0), c + QPointF(5, 0))
+            p.drawLine(c + QPointF(0, -5), c + QPointF(0, 5))
+        if shape.text is not None:
+            _outlined_text(p, points[0], shape.text, colour)
+        if shape.label is not None:  # beside the shape: right of its first point, above it
+            _outlined_text(p, points[0] + QPointF(3, -4), shape.label, colour)
 
     def wheelEvent(self, event: QWheelEvent | None) -> None:
         assert event is not None
@@ -169,6 +271,7 @@ class TextLine(QWidget):
         self._text = ""
         self._fields: tuple[Sequence[str], Sequence[str]] = ((), ())
         self._laid_out: tuple[tuple[str, int], list[str]] | None = None  # (text, width) -> lines
+        self._rows: list[str] | None = None  # set_rows(): one line each, as given
         self._lines = lines
         if bold:
             font = self.font()
@@ -188,10 +291,23 @@ class TextLine(QWidget):
         fits, and what does not fit goes on the second, before ``rest``: put the fields that
         must always show first."""
         text = SEPARATOR.join([*first, *rest])
-        if text != self._text:
-            self._text, self._fields = text, (first, rest)
+        if text != self._text or self._rows is not None:
+            self._text, self._fields, self._rows = text, (first, rest), None
             self.setToolTip(text)
             self.update()
+
+    def set_rows(self, rows: Sequence[str]) -> None:
+        """One line per row, each elided to the width; the height follows the row count
+        (which re-lays out the window: only when the count changes)."""
+        text = "\n".join(rows)
+        if text == self._text and self._rows is not None:
+            return
+        self._text, self._rows = text, list(rows)
+        self.setToolTip(text)
+        if len(rows) != self._lines:
+            self._lines = len(rows)
+            self.setFixedHeight(self._lines * self.fontMetrics().height() + 4)
+        self.update()
 
     def shown_lines(self) -> list[str]:
         """The lines as painted, elided to the current width."""
@@ -203,6 +319,8 @@ class TextLine(QWidget):
 
     def _layout(self, width: int) -> list[str]:
         metrics = self.fontMetrics()
+        if self._rows is not None:
+            return [_elide(metrics, row, width) for row in self._rows]
         first, rest = (list(f) for f in self._fields)
         if self._lines == 1:
             return [_elide(metrics, SEPARATOR.join(first + rest), width)]
@@ -228,3 +346,11 @@ class TextLine(QWidget):
 
 def _elide(metrics: QFontMetrics, text: str, width: int) -> str:
     return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+
+
+def _outlined_text(p: QPainter, at: QPointF, text: str, colour: QColor) -> None:
+    """Text with a dark shadow, readable over light and dark images alike."""
+    p.setPen(QColor(0, 0, 0))
+    p.drawText(at + QPointF(1, 1), text)
+    p.setPen(colour)
+    p.drawText(at, text)

@@ -34,11 +34,12 @@ class ViewerWindow(QMainWindow):
         block: bool = False,
         levels: tuple[float, float] | None = None,
         snapshot_dir: Path | None = None,
+        roi: tuple[int, int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("shmview: " + ", ".join(names))
         self.snapshot_dir = snapshot_dir or Path.cwd()
-        self.panels = [StreamPanel(n, raw=raw, block=block, levels=levels) for n in names]
+        self.panels = [StreamPanel(n, raw=raw, block=block, levels=levels, roi=roi) for n in names]
         self.current = self.panels[0]  # the last panel clicked: keys and the stream menu act on it
         grid = QWidget(self)
         layout = QGridLayout(grid)
@@ -71,6 +72,19 @@ class ViewerWindow(QMainWindow):
         self.addAction(action)  # shortcuts work even when the menu bar is hidden
         return action
 
+    def _toggle(self, text: str, key: str, on: bool, slot: Callable[[bool], object]) -> QAction:
+        action = self._action("&View", text, [key], lambda: None)
+        action.setCheckable(True)
+        action.setChecked(on)
+        action.toggled.connect(lambda checked: self._safely(slot, checked))
+        return action
+
+    def _safely(self, slot: Callable[[bool], object], on: bool) -> None:
+        try:
+            slot(on)
+        except Exception as exc:  # a slot: FACTS 17
+            self.statusBar().showMessage(reason(exc), 10000)
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         assert bar is not None
@@ -83,6 +97,15 @@ class ViewerWindow(QMainWindow):
         self._action("&View", "Actual size (100 %)", ["1"], lambda: self._zoom(1.0))
         self._action("&View", "Zoom in", ["+", "="], lambda: self._zoom(ZOOM_STEP))
         self._action("&View", "Zoom out", ["-"], lambda: self._zoom(1 / ZOOM_STEP))
+        self.menus["&View"].addSeparator()
+        self.overlay_action = self._toggle("Overlays (metadata shapes)", "O", True,
+                                           lambda on: [p.view.set_show_shapes(on) for p in self.panels])
+        self.histogram_action = self._toggle("Histogram", "H", False,
+                                             lambda on: [p.set_histogram_visible(on) for p in self.panels])
+        self.log_action = self._toggle("Histogram: log counts", "L", False,
+                                       lambda on: [p.histogram.set_log(on) for p in self.panels])
+        self._action("&View", "Clear ROI (Shift-drag or right-drag selects one)", ["Esc"],
+                     lambda: self.target_panel().set_roi(None))
         streams = self.menus["&Stream"]
         streams.aboutToShow.connect(self._fill_stream_menu)
 
