@@ -1,12 +1,10 @@
 """A window on a stream whose frames carry overlay metadata, for tests/test_real_window.py and
 for the README's screenshot. Run it under a real X server (DISPLAY set):
 
-    python tests/overlay_window.py [--patched]            # prints where the red rect is, as JSON
+    python tests/overlay_window.py                        # prints where the red rect is, as JSON
     python tests/overlay_window.py --shot assets/overlays.png   # the README screenshot, then exits
 
-It writes a frame every 100 ms with FrameWriter.write(frame, meta=...). ``--patched`` (or a
-core without ``write(meta=...)``) hands the same metadata to the panel by wrapping its
-monitor's poll instead, so the drawing can be checked before the core carries metadata.
+It writes a frame every 100 ms with FrameWriter.write(frame, meta=...).
 
 Commands on stdin, one a line: ``zoom Z`` (Z a factor, or ``fit``), ``quit``. After each, and
 once the overlay is first on screen, it prints {"rect": [x0, y0, x1, y1], "scale": s}: the
@@ -16,11 +14,8 @@ red rect's edges in screen pixels.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 from PyQt6.QtCore import QSocketNotifier, QTimer
@@ -43,7 +38,6 @@ DEMO_META = {
     ],
     "exposure_ms": 12.5, "gain_db": 3.0, "camera": "cam0",
 }
-HAS_META = "meta" in inspect.signature(FrameWriter.write).parameters
 
 
 def frame(k: int, demo: bool) -> np.ndarray:
@@ -55,21 +49,6 @@ def frame(k: int, demo: bool) -> np.ndarray:
     return (image + (k % 8)).astype(np.uint8)
 
 
-def patch_meta(panel, meta: dict) -> None:
-    """Give every frame the metadata, the way Frame.meta will carry it."""
-    poll = panel.monitor.poll
-
-    def with_meta():
-        s = poll()
-        if s.frame is None:
-            return s
-        f = s.frame
-        return dataclasses.replace(s, frame=SimpleNamespace(image=f.image, index=f.index,
-                                                            timestamp_ns=f.timestamp_ns, meta=meta))
-
-    panel.monitor.poll = with_meta
-
-
 def where(win: ViewerWindow) -> dict:
     view = win.panels[0].view
     x, y, w, h = RECT
@@ -79,22 +58,19 @@ def where(win: ViewerWindow) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--patched", action="store_true")
     parser.add_argument("--shot")
     args = parser.parse_args()
-    demo, patched = bool(args.shot), args.patched or not HAS_META
+    demo = bool(args.shot)
     meta = DEMO_META if demo else TEST_META
     with ShutdownSignals() as signals, FrameWriter("overlaid", (H, W, 3)) as writer:
         app = QApplication(["overlays", "-platform", "xcb"])
         win = ViewerWindow(["overlaid"], interval_ms=100, roi=(170, 180, 110, 45) if demo else None)
         panel = win.panels[0]
-        if patched:
-            patch_meta(panel, meta)
         count = [0]
 
         def write() -> None:
             image = frame(count[0], demo)
-            writer.write(image) if patched else writer.write(image, meta=meta)  # type: ignore[call-arg]
+            writer.write(image, meta=meta)
             count[0] += 1
 
         write()

@@ -173,14 +173,6 @@ OVERLAY_WINDOW = Path(__file__).with_name("overlay_window.py")
 RED = (0, 0, 255)  # the overlay rect's colour as cv2 reads it
 
 
-def _write_meta() -> bool:
-    import inspect
-
-    from viewer import FrameWriter
-
-    return "meta" in inspect.signature(FrameWriter.write).parameters
-
-
 def red_box(image: np.ndarray | None) -> tuple[int, int, int, int] | None:
     """The bounding box (x0, y0, x1, y1) of the pure red pixels on screen."""
     if image is None:
@@ -189,14 +181,9 @@ def red_box(image: np.ndarray | None) -> tuple[int, int, int, int] | None:
     return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())) if xs.size > 100 else None
 
 
-@pytest.mark.parametrize("through", [
-    pytest.param("block", marks=pytest.mark.skipif(not _write_meta(), reason=(
-        "needs FrameWriter.write(frame, meta=...) from the core: the metadata goes through the block"))),
-    "patched",  # the same metadata handed to the panel in the viewer process: the drawing alone
-])
-def test_a_metadata_rect_appears_in_place_and_colour_at_fit_and_at_200_percent(display, tmp_path, through):
+def test_a_metadata_rect_appears_in_place_and_colour_at_fit_and_at_200_percent(display, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
-    args = [sys.executable, str(OVERLAY_WINDOW), *(["--patched"] if through == "patched" else [])]
+    args = [sys.executable, str(OVERLAY_WINDOW)]
     window = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:

@@ -538,8 +538,6 @@ def test_a_panel_recovers_from_a_failing_poll_with_its_image(window):
 
 # ---- metadata overlays, ROI statistics, histogram (issue 13) -------------------------------
 
-WRITE_META = "meta" in __import__("inspect").signature(FrameWriter.write).parameters
-NEEDS_META = pytest.mark.skipif(not WRITE_META, reason="needs FrameWriter.write(frame, meta=...) from the core")
 RED_RECT = {"overlay": [{"rect": [8, 6, 20, 16], "colour": "#ff0000"}, {"circle": [1, 1, 1]}], "exposure_ms": 12.5}
 
 
@@ -617,19 +615,11 @@ def test_the_roi_option_sets_it_in_every_panel(window):
         assert win.panels[0].roi_line.text().split("\n") == roi_rows_expected(frame, (60, 40, 4, 8), "I")
 
 
-def with_meta(panel, meta):
-    """Frames carrying ``meta`` as Frame.meta will, before the core writes metadata."""
-    from tests.overlay_window import patch_meta
-
-    patch_meta(panel, meta)
-
-
 def test_overlay_shapes_are_drawn_where_the_metadata_says_and_o_toggles_them(window, qtbot):
     with FrameWriter("shapes", (H, W, 3)) as w:
         win = window("shapes")
         panel = win.panels[0]
-        with_meta(panel, RED_RECT)
-        w.write(np.full((H, W, 3), 40, np.uint8))
+        w.write(np.full((H, W, 3), 40, np.uint8), meta=RED_RECT)
         win.refresh()
         view = panel.view
         assert len(view.shapes) == 1 and panel.overlay.skipped == 1
@@ -649,10 +639,9 @@ def test_overlay_shapes_are_drawn_where_the_metadata_says_and_o_toggles_them(win
     assert panel.status.text().startswith("STALE") and len(view.shapes) == 1
 
 
-@NEEDS_META
 def test_metadata_written_by_the_producer_reaches_the_panel(window):
     with FrameWriter("metaflow", (H, W, 3)) as w:
-        w.write(np.zeros((H, W, 3), np.uint8), meta=RED_RECT)  # type: ignore[call-arg]
+        w.write(np.zeros((H, W, 3), np.uint8), meta=RED_RECT)
         win = window("metaflow")
         win.refresh()
         panel = win.panels[0]

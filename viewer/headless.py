@@ -61,6 +61,7 @@ def status_dict(s: Status, skipped: int | None = None, roi: Roi | None = None) -
         "latency_ms": _rounded(s.latency_ms, 3),
         "block": info.block if info else None,
         "producer_pid": info.producer_pid if info else None,
+        "meta": frame.meta if frame else None,
     }
     if roi is not None:
         line["roi"] = roi_dict(roi_stats(image, roi, info.pixel_format)) if image is not None and info else None

@@ -190,7 +190,7 @@ class StreamPanel(QWidget):
         qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
         self.on_screen = s
         self.view.set_image(qimage)
-        self._show_meta(getattr(s.frame, "meta", None))  # Frame.meta arrives with the core's metadata
+        self._show_meta(s.frame.meta)
         self._update_stats()
         self.shown += count
         if self.view.under_mouse():
