@@ -91,7 +91,7 @@ class StreamPanel(QWidget):
 
     def refresh(self) -> None:
         """Poll the stream once; show its new frame, unless paused, and its health always."""
-        # A slot that raises aborts a PyQt6 program (FACTS 17): whatever one stream does
+        # A slot that raises aborts a PyQt6 program: whatever one stream does
         # wrong is shown in its panel, and the other panels go on.
         try:
             self._refresh()
@@ -128,7 +128,7 @@ class StreamPanel(QWidget):
                 self._show(self.last, count=False)  # the newest frame, at once
             if self.last is not None and not self._error:
                 self._set_status(self.last)
-        except Exception as exc:  # called from a slot: FACTS 17
+        except Exception as exc:  # called from a slot: an escaping exception aborts PyQt6
             self.show_error(reason(exc))
 
     def show_error(self, why: str) -> None:
@@ -217,14 +217,14 @@ class StreamPanel(QWidget):
             self.view.set_roi(roi)
             self.roi_line.setVisible(roi is not None)
             self._update_stats()
-        except Exception as exc:  # called from slots: FACTS 17
+        except Exception as exc:  # called from slots: an escaping exception aborts PyQt6
             self.show_error(reason(exc))
 
     def set_histogram_visible(self, visible: bool) -> None:
         self.histogram.setVisible(visible)
         try:
             self._update_stats()
-        except Exception as exc:  # called from a slot: FACTS 17
+        except Exception as exc:  # called from a slot: an escaping exception aborts PyQt6
             self.show_error(reason(exc))
 
     def set_levels(self, lo: float, hi: float) -> None:
@@ -233,7 +233,7 @@ class StreamPanel(QWidget):
         try:
             if self.on_screen is not None and self.on_screen.frame is not None:
                 self._show(self.on_screen, count=False)
-        except Exception as exc:  # a slot: FACTS 17
+        except Exception as exc:  # a slot: an exception escaping it aborts PyQt6
             self.show_error(reason(exc))
 
     def _update_stats(self) -> None:
@@ -256,7 +256,7 @@ class StreamPanel(QWidget):
         if x >= 0 and s is not None and s.frame is not None and s.info is not None:
             try:
                 self._pixel_text = pixel_text(s.frame.image, x, y, s.info.pixel_format)
-            except Exception as exc:  # a slot: FACTS 17
+            except Exception as exc:  # a slot: an exception escaping it aborts PyQt6
                 self._pixel_text = reason(exc)
         self._update_pixel_line()
 
@@ -289,7 +289,7 @@ class StreamPanel(QWidget):
             return
         try:
             self.monitor.close()
-        except Exception as exc:  # called from closeEvent: an exception there aborts (FACTS 17)
+        except Exception as exc:  # called from closeEvent: an exception there aborts PyQt6
             logger.warning("%s: closing: %s", self.name, reason(exc))
 
 

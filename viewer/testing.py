@@ -8,7 +8,8 @@
 Only what was made *during* the ``with`` block is judged, and never another program's:
 
 - a block: a new file in /dev/shm that is a shmview block (magic at offset 0, read
-  without following links or blocking on FIFOs, regular and ours: FACTS 15) whose
+  without following links or blocking on FIFOs, regular and ours, since every user can
+  write to /dev/shm) whose
   ``producer_pid`` (offset 56) is this process, a live descendant of it, or dead. A
   block whose producer is alive but not ours is someone else's, even if it dies later;
   blocks without a shmview header are not judged (a test's own foreign blocks are its

@@ -82,7 +82,7 @@ class ViewerWindow(QMainWindow):
     def _safely(self, slot: Callable[[bool], object], on: bool) -> None:
         try:
             slot(on)
-        except Exception as exc:  # a slot: FACTS 17
+        except Exception as exc:  # a slot: an exception escaping it aborts PyQt6
             self.statusBar().showMessage(reason(exc), 10000)
 
     def _build_menus(self) -> None:
@@ -116,7 +116,7 @@ class ViewerWindow(QMainWindow):
         menu.clear()
         try:
             names = [r.name for r in live_records()]
-        except Exception as exc:  # an unreadable registry folder: say so in the menu (FACTS 17)
+        except Exception as exc:  # an unreadable registry folder: say so in the menu (an escaping exception aborts PyQt6)
             self._disabled_entry(f"cannot list streams: {reason(exc)}")
             return
         for name in names:
@@ -136,7 +136,7 @@ class ViewerWindow(QMainWindow):
     def switch_stream(self, name: str) -> None:
         try:
             self.current.attach(name)
-        except Exception as exc:  # a slot: FACTS 17
+        except Exception as exc:  # a slot: an exception escaping it aborts PyQt6
             self.current.show_error(reason(exc))
             return
         self.setWindowTitle("shmview: " + ", ".join(p.name for p in self.panels))
@@ -186,7 +186,7 @@ class ViewerWindow(QMainWindow):
 class ShutdownSignals:
     """SIGINT, SIGTERM and SIGHUP close the window from the event loop, never from the
     handler: a handler runs between any two bytecodes, also in the middle of a refresh, and
-    closing a stream under a running copy is a segfault (FACTS 12). The handler does nothing;
+    closing a stream under a running copy is a segfault (numpy views do not pin an mmap). The handler does nothing;
     Python's C-level handler writes the signal number to a socket (set_wakeup_fd), and a
     QSocketNotifier on the other end wakes the event loop at once, whatever the refresh
     interval, to run ``on_signal`` after the current refresh has returned."""
@@ -206,7 +206,7 @@ class ShutdownSignals:
         return self
 
     def _note(self, signum: int, frame: object) -> None:
-        self.received = signum  # a plain flag: nothing that takes a lock (FACTS 13)
+        self.received = signum  # a plain flag: nothing that takes a lock (Event.set() here can deadlock)
 
     def connect(self, on_signal: Callable[[], object]) -> None:
         """Call ``on_signal`` from the event loop when one of the signals arrives (also one
