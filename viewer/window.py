@@ -116,7 +116,7 @@ class ViewerWindow(QMainWindow):
         menu.clear()
         try:
             names = [r.name for r in live_records()]
-        except Exception as exc:  # an unreadable registry folder: say so in the menu (an escaping exception aborts PyQt6)
+        except Exception as exc:  # an unreadable registry folder: say so (a slot must not raise)
             self._disabled_entry(f"cannot list streams: {reason(exc)}")
             return
         for name in names:
