@@ -655,6 +655,32 @@ def peers(rounds: int, count: int) -> dict[str, dict[str, dict[str, float]]]:
 
 # ---- report -------------------------------------------------------------------------------
 
+def peer_rows(lines: list[str], peer: dict[str, dict[str, dict[str, float]]], rounds: int, count: int) -> None:
+    """The peer section: latencies, then the targets as ratios within this run."""
+    a, b = peer["480x640x3"], peer["1080x1920x3"]
+    lines.append(f"| **peers, interleaved** ({rounds} rounds x {count} / {count // 2} frames, writer paced "
+                 f"{PACE_S['480x640x3'] * 1e3:g} / {PACE_S['1080x1920x3'] * 1e3:g} ms, reader spinning) "
+                 "| one-way / frame-to-sum | | | | |")
+    for key, what in PEERS.items():
+        notes = f"frames seen {a[key]['seen']:.0f} / {b[key]['seen']:.0f}, wrong sums {a[key]['bad'] + b[key]['bad']:.0f}"
+        lines.append(f"| {what} | {us(a[key]['one_way'])} / {us(a[key]['to_sum'])} | "
+                     f"{us(b[key]['one_way'])} / {us(b[key]['to_sum'])} | {notes} | | |")
+
+    def ratio(what: str, x: list[float], target: str, ok: bool) -> None:
+        lines.append(f"| {what} | {x[0]:.2f}x | {x[1]:.2f}x | | {target} | {verdict(ok)} |")
+
+    for mine, theirs, name in (("shm_zero", "iox", "shmview zero-copy / iceoryx2"),
+                               ("shm_loan", "iox_loan", "shmview loan / iceoryx2 loan (in place)")):
+        for lat, what in (("one_way", "one-way"), ("to_sum", "frame-to-sum")):
+            x = [p[mine][lat] / p[theirs][lat] for p in (a, b)]
+            ratio(f"{name}, {what}", x, "≤ 1.0x at both sizes", max(x) <= 1.0)
+    for lat, what in (("one_way", "one-way"), ("to_sum", "frame-to-sum")):
+        x = [p["zmq"][lat] / p["shm_zero"][lat] for p in (a, b)]
+        ratio(f"ZeroMQ / shmview zero-copy, {what} (how many times lower)", x, "≥ 5x at both sizes", min(x) >= 5)
+    bad = sum(p[k]["bad"] for p in (a, b) for k in PEERS)
+    lines.append(f"| wrong sums, all peers | {bad:.0f} | | | 0 | {verdict(bad == 0)} |")
+
+
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} µs"
 
@@ -669,12 +695,26 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     rounds, phase, count, idle = (3, 0.1, 100, 4.0) if args.quick else (7, 0.5, 400, 20.0)
-    os.environ.setdefault("SHMVIEW_REGISTRY", tempfile.mkdtemp(prefix="shmview-bench-"))
+    peer_rounds, peer_count = (2, 60) if args.quick else (5, 200)
+    own_registry = "SHMVIEW_REGISTRY" not in os.environ
+    if own_registry:
+        os.environ["SHMVIEW_REGISTRY"] = tempfile.mkdtemp(prefix="shmview-bench-")
+    try:
+        return run(args, rounds, phase, count, idle, peer_rounds, peer_count)
+    finally:
+        if own_registry:
+            import shutil
+
+            shutil.rmtree(os.environ["SHMVIEW_REGISTRY"], ignore_errors=True)
+
+
+def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: float, peer_rounds: int,
+        peer_count: int) -> int:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}; {'quick run' if args.quick else 'full run'}",
         "",
-        "| what | 480x640x3 | 1080x1920x3 | ratio at 480x640x3 | target | |",
+        "| what | 480x640x3 | 1080x1920x3 | ratio (at 480x640x3 / 1080x1920x3) | target | |",
         "|---|---|---|---|---|---|",
     ]
     res: dict[str, dict[str, float]] = {k: {} for k in SIZES}
@@ -697,6 +737,8 @@ def main() -> int:
         r.update({name: statistics.median(m) for name, m in medians.items()})
         r["w_fps"], r["r_fps"], r["torn"], r["reads"] = flood_shmview(shape, 3 * phase + 0.5)
         r.update({f"disp_{k}": v for k, v in display_costs(shape, rounds, phase).items()})
+    print(f"measuring peers: {peer_rounds} interleaved rounds ...", file=sys.stderr)
+    peer = peers(peer_rounds, peer_count)
     small, big = res["480x640x3"], res["1080x1920x3"]
 
     def row(what: str, key: str, fmt: Callable[[float], str], ratio: str = "", target: str = "",
@@ -704,12 +746,12 @@ def main() -> int:
         lines.append(f"| {what} | {fmt(small[key])} | {fmt(big[key])} | {ratio} | {target} | "
                      f"{'' if ok is None else verdict(ok)} |")
 
-    floor = small["copyto"]
     row("np.copyto one frame (floor)", "copyto", us, "1.00x copyto")
-    row("FrameWriter.write", "write", us, f"{small['write'] / floor:.2f}x copyto", "≤ 1.3x",
-        small["write"] / floor <= 1.3)
-    row("FrameReader.read (a new array each time)", "read", us, f"{small['read'] / floor:.2f}x copyto", "≤ 1.5x",
-        small["read"] / floor <= 1.5)
+    for key, what, limit in (("write", "FrameWriter.write", 1.3), ("read", "FrameReader.read (a new array each time)",
+                                                                     1.5)):
+        x = [r[key] / r["copyto"] for r in (small, big)]
+        row(what, key, us, f"{x[0]:.2f}x / {x[1]:.2f}x copyto", f"≤ {limit}x", max(x) <= limit)
+    peer_rows(lines, peer, peer_rounds, peer_count)
     row("one-way latency, shmview (reader polling, read(out=...))", "lat_shmview", us)
     zmq_x, queue_x = small["lat_zmq"] / small["lat_shmview"], small["lat_queue"] / small["lat_shmview"]
     row("one-way latency, pyzmq PUSH/PULL ipc:// zero-copy", "lat_zmq", us, f"shmview {zmq_x:.1f}x lower", "≥ 5x",
