@@ -77,6 +77,18 @@ def per_refresh(prepare: Callable[[], object], fn: Callable[[], object], rounds:
     return statistics.median(results)
 
 
+def cycling_copy(frame: np.ndarray, count: int) -> Callable[[], None]:
+    """np.copyto into `count` destinations in turn: the cache footprint of a `count`-slot ring.
+    (At 1080x1920x3, 3 destinations and the source no longer stay in this machine's L3.)"""
+    dsts = [np.ones_like(frame) for _ in range(count)]
+    turn = [0]
+
+    def copy() -> None:
+        np.copyto(dsts[turn[0] % count], frame)
+        turn[0] += 1
+    return copy
+
+
 def frames_for(shape: tuple[int, ...], count: int = 4) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, shape, np.uint8) for _ in range(count)]
@@ -410,7 +422,7 @@ def _iox_service(nbytes: int, service_name: str, prefix: str, root: str) -> tupl
     import iceoryx2 as iox2
 
     class Header(ctypes.Structure):
-        _fields_ = [("index", ctypes.c_int64)]  # noqa: RUF012 (ctypes wants a list)
+        _fields_ = [("index", ctypes.c_int64)]
 
     cfg = iox2.config.default()
     cfg.global_cfg.prefix = iox2.FileName.new(prefix)
@@ -662,7 +674,8 @@ def peer_rows(lines: list[str], peer: dict[str, dict[str, dict[str, float]]], ro
                  f"{PACE_S['480x640x3'] * 1e3:g} / {PACE_S['1080x1920x3'] * 1e3:g} ms, reader spinning) "
                  "| one-way / frame-to-sum | | | | |")
     for key, what in PEERS.items():
-        notes = f"frames seen {a[key]['seen']:.0f} / {b[key]['seen']:.0f}, wrong sums {a[key]['bad'] + b[key]['bad']:.0f}"
+        bad = a[key]["bad"] + b[key]["bad"]
+        notes = f"frames seen {a[key]['seen']:.0f} / {b[key]['seen']:.0f}, wrong sums {bad:.0f}"
         lines.append(f"| {what} | {us(a[key]['one_way'])} / {us(a[key]['to_sum'])} | "
                      f"{us(b[key]['one_way'])} / {us(b[key]['to_sum'])} | {notes} | | |")
 
@@ -724,6 +737,7 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
         frames = frames_for(shape)
         frame, dst = frames[0], np.empty(shape, np.uint8)
         r["copyto"] = per_call(functools.partial(np.copyto, dst, frame), rounds, phase)
+        r["copyto_ring"] = per_call(cycling_copy(frame, 3), rounds, phase)
         with FrameWriter("bench-cost", shape) as writer, FrameReader("bench-cost") as reader:
             r["write"] = per_call(functools.partial(writer.write, frame), rounds, phase)
             r["read"] = per_call(reader.read, rounds, phase)
@@ -746,11 +760,17 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
         lines.append(f"| {what} | {fmt(small[key])} | {fmt(big[key])} | {ratio} | {target} | "
                      f"{'' if ok is None else verdict(ok)} |")
 
-    row("np.copyto one frame (floor)", "copyto", us, "1.00x copyto")
+    row("np.copyto one frame (floor: one destination, cache-warm)", "copyto", us, "1.00x copyto")
+    ring = [r["copyto_ring"] / r["copyto"] for r in (small, big)]
+    row("np.copyto into 3 destinations in turn (a 3-slot ring's cache footprint)", "copyto_ring", us,
+        f"{ring[0]:.2f}x / {ring[1]:.2f}x copyto")
     for key, what, limit in (("write", "FrameWriter.write", 1.3), ("read", "FrameReader.read (a new array each time)",
                                                                      1.5)):
         x = [r[key] / r["copyto"] for r in (small, big)]
         row(what, key, us, f"{x[0]:.2f}x / {x[1]:.2f}x copyto", f"≤ {limit}x", max(x) <= limit)
+    x = [r["write"] / r["copyto_ring"] for r in (small, big)]
+    row("FrameWriter.write against the same footprint (3 destinations in turn)", "write", us,
+        f"{x[0]:.2f}x / {x[1]:.2f}x", "", None)
     peer_rows(lines, peer, peer_rounds, peer_count)
     row("one-way latency, shmview (reader polling, read(out=...))", "lat_shmview", us)
     zmq_x, queue_x = small["lat_zmq"] / small["lat_shmview"], small["lat_queue"] / small["lat_shmview"]
