@@ -181,6 +181,7 @@ def latency_zmq(frames, count):
                          lambda f: sock.send(f, copy=False), frames, count, handshake=True)
     finally:
         sock.close(linger=0)
+        Path(address.removeprefix("ipc://")).unlink(missing_ok=True)  # libzmq leaves the socket file
 
 
 def latency_shmview(frames, count):
