@@ -210,8 +210,10 @@ def _flood_writer(name, shape, ready, stop, result):
         result.put(k / (time.perf_counter() - t))
 
 
-def _flood_reader(name, seconds, result):
+def _flood_reader(name, seconds, result, attached=None):
     with FrameReader(name) as reader:
+        if attached is not None:
+            attached.put(True)  # the paced writer starts its clock once every reader is on
         out = np.empty(reader.layout.shape, reader.layout.dtype)  # a fast consumer reuses its buffer
         distinct = torn = 0
         last = -1
@@ -245,10 +247,11 @@ def flood_shmview(shape, seconds):
     return write_fps, read_fps, torn, count
 
 
-def _paced_writer(name, shape, fps, seconds, ready, result):
+def _paced_writer(name, shape, fps, seconds, ready, go, result):
     values = [np.full(shape, v, np.uint8) for v in range(8)]
     with FrameWriter(name, shape) as w:
         ready.set()
+        go.wait(120)
         start, k = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
             w.write(values[k % 8])
@@ -261,10 +264,15 @@ def _paced_writer(name, shape, fps, seconds, ready, result):
 
 def paced_rate(shape, fps, seconds, readers):
     """A producer paced to `fps`: the rate it achieves while `readers` processes flood-read."""
-    ready, wq, rq = SPAWN.Event(), SPAWN.Queue(), SPAWN.Queue()
-    writer = _start(_paced_writer, "bench-paced", shape, fps, seconds, ready, wq)
+    ready, go, wq, rq, attached = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue(), SPAWN.Queue(), SPAWN.Queue()
+    writer = _start(_paced_writer, "bench-paced", shape, fps, seconds, ready, go, wq)
     ready.wait(30)
-    procs = [_start(_flood_reader, "bench-paced", seconds, rq) for _ in range(readers)]
+    # Readers read for `seconds` from when they attach; on a loaded machine, starting 8 of them
+    # can take longer than the writer's whole run, so the writer waits for them all.
+    procs = [_start(_flood_reader, "bench-paced", seconds, rq, attached) for _ in range(readers)]
+    for _ in procs:
+        attached.get(timeout=120)
+    go.set()
     rate = wq.get(timeout=seconds + 60)
     torn = sum(rq.get(timeout=60)[1] for _ in procs)
     for p in [*procs, writer]:
