@@ -39,6 +39,10 @@ ACK = struct.Struct("<q")
 
 def per_call(fn: Callable[[], object], rounds: int, seconds: float) -> float:
     """Median over rounds of the mean seconds per call (each round about `seconds` long)."""
+    return per_call_interleaved({"fn": fn}, rounds, seconds)["fn"]
+
+
+def _calls_per(fn: Callable[[], object], seconds: float) -> int:
     fn()
     n = 1
     while True:  # calibrate calls per round
@@ -46,16 +50,22 @@ def per_call(fn: Callable[[], object], rounds: int, seconds: float) -> float:
         for _ in range(n):
             fn()
         if (elapsed := time.perf_counter() - t) > 0.02:
-            break
+            return max(1, int(n * seconds / elapsed))
         n *= 2
-    calls = max(1, int(n * seconds / elapsed))
-    results = []
+
+
+def per_call_interleaved(fns: dict[str, Callable[[], object]], rounds: int, seconds: float) -> dict[str, float]:
+    """per_call for several functions, their rounds taken in turn: on a shared machine a
+    ratio between them is then measured under the same load."""
+    calls = {key: _calls_per(fn, seconds) for key, fn in fns.items()}
+    results: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        results.append((time.perf_counter() - t) / calls)
-    return statistics.median(results)
+        for key, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls[key]):
+                fn()
+            results[key].append((time.perf_counter() - t) / calls[key])
+    return {key: statistics.median(r) for key, r in results.items()}
 
 
 def per_refresh(prepare: Callable[[], object], fn: Callable[[], object], rounds: int, seconds: float) -> float:
@@ -745,11 +755,10 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
         r = res[label]
         frames = frames_for(shape)
         frame, dst = frames[0], np.empty(shape, np.uint8)
-        r["copyto"] = per_call(functools.partial(np.copyto, dst, frame), rounds, phase)
-        r["copyto_ring"] = per_call(cycling_copy(frame, 3), rounds, phase)
         with FrameWriter("bench-cost", shape) as writer, FrameReader("bench-cost") as reader:
-            r["write"] = per_call(functools.partial(writer.write, frame), rounds, phase)
-            r["read"] = per_call(reader.read, rounds, phase)
+            r.update(per_call_interleaved({
+                "copyto": functools.partial(np.copyto, dst, frame), "copyto_ring": cycling_copy(frame, 3),
+                "write": functools.partial(writer.write, frame), "read": reader.read}, rounds, phase))
         n = count if shape[0] < 1000 else count // 4
         transports = [("lat_shmview", latency_shmview), ("lat_zmq", latency_zmq), ("lat_pipe", latency_pipe),
                       ("lat_queue", latency_queue)]
