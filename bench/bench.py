@@ -1,11 +1,14 @@
-"""shmview against memcpy, multiprocessing, ZeroMQ and the usual Qt display paths, measured
-side by side in one run on this machine. Prints a Markdown table with ratios and targets.
+"""shmview against memcpy, multiprocessing, ZeroMQ, iceoryx2 and the usual Qt display paths,
+measured side by side in one run on this machine. Prints a Markdown table with ratios and targets.
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/bench.py [--quick] [--out FILE]
 
-Every figure is a median over rounds after a warm-up. Latency is one-way and lock-step: the
-sender takes CLOCK_MONOTONIC just before handing a frame over, the receiver just after it
-holds a usable array, and acks before the next frame, so one frame is in flight at a time.
+Every figure is a median over rounds after a warm-up. Latency is one-way: the sender takes
+CLOCK_MONOTONIC just before it starts handing a frame over, the receiver when it holds a
+usable array (and, in the peer rows, when it has the exact sum). The older transport rows are
+lock-step (the receiver acks each frame); the peer rows pace the writer instead and let the
+reader spin on the newest frame, with a fresh process pair per system, size and round. On a
+shared machine compare ratios within one run, not figures across runs.
 """
 
 from __future__ import annotations
