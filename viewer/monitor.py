@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 WAITING, ERROR = "waiting", "error"  # besides the readers' LIVE and STALE
 FPS_WINDOW_S = 1.0
 REAP_AFTER_S = 1.0  # a dead producer's manager cleans up within milliseconds; then we do
+RECHECK_S = 1.0  # how often a stream that keeps delivering is checked for a restart
 
 
 class RateMeter:
@@ -103,6 +104,7 @@ class StreamMonitor:
         self._latency_ms: float | None = None  # age of the newest frame when it was copied
         self._seen = 0  # frames_written when the newest frame we took was published
         self._last_new = 0.0
+        self._last_look = 0.0  # when the registry was last asked whether the stream moved
         self._dead_since: float | None = None
         self._rate = RateMeter()
         self._stamp: tuple[int, int] | None = None  # of the registry record last followed
@@ -136,15 +138,25 @@ class StreamMonitor:
         return FrameReader.from_block(self.name) if self.by_block else FrameReader(self.name)
 
     def _follow(self, now: float) -> None:
-        """Attach if not attached, or re-attach if the stream now lives in another block."""
-        if self._reader is not None and not self._moved():
-            return
+        """Attach if not attached, or re-attach if the stream now lives in another block.
+
+        While frames keep coming from the block we have, its producer has not been
+        replaced (only one producer holds a name): then the registry is asked at most once
+        a second, which is a third of an idle viewer's polling cost otherwise."""
+        if self._reader is not None:
+            fresh = self._last_new > self._last_look and now - self._last_look < RECHECK_S
+            if fresh and not self.by_block:  # a block's own identity check costs two stats: always
+                return
+            if not self._moved():
+                self._last_look = now
+                return
         try:
             reader = self._open()
         except StreamNotFoundError:
             return  # not there (yet, or any more): keep what we had, if anything
         self.close()
         self._reader, self._seen, self._last_new, self._dead_since = reader, 0, now, None
+        self._last_look = now
         self._frame = self._sum = self._latency_ms = None
         self._rate.clear()
         self._spare = np.empty(reader.layout.shape, reader.layout.dtype)
@@ -191,10 +203,12 @@ class StreamMonitor:
     def _state(self, reader: Reader, now: float, new: bool) -> str:
         if isinstance(reader, RawReader):
             return STALE if reader.replaced() else LIVE
-        if reader.closed_by_producer or self._producer_gone(reader, now):
+        if reader.closed_by_producer:
             return STALE
         if new:
-            return LIVE
+            return LIVE  # a frame just came: no need to ask whether its producer lives
+        if self._producer_gone(reader, now):
+            return STALE
         return STALE if now - self._last_new > self.stale_after_s else LIVE
 
     def _producer_gone(self, reader: FrameReader, now: float) -> bool:
