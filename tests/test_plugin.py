@@ -57,17 +57,17 @@ def test_running_producer_yields_it_ready_and_stops_it_cleanly():
 
 
 def test_a_producer_that_cannot_start_raises_with_its_stderr():
-    with pytest.raises(ProducerError, match=r"exited with code 2 before it was ready; its stderr:\n.*'0x0' is out of range"):
-        with running_producer("synthetic", "--size", "0x0"):
-            pytest.fail("never ready")
+    expected = r"exited with code 2 before it was ready; its stderr:\n.*'0x0' is out of range"
+    with pytest.raises(ProducerError, match=expected), running_producer("synthetic", "--size", "0x0"):
+        pytest.fail("never ready")
 
 
 def test_a_users_source_that_crashes_at_start_raises_with_its_traceback(tmp_path, monkeypatch):
     (tmp_path / "broken_camera.py").write_text("def make():\n    raise OSError('no camera on /dev/video7')\n")
     monkeypatch.syspath_prepend(tmp_path)  # importable here, so in the producer too
-    with pytest.raises(ProducerError, match=r"(?s)exited with code 1 before.*OSError: no camera on /dev/video7"):
-        with running_producer(source="broken_camera:make"):
-            pytest.fail("never ready")
+    expected = r"(?s)exited with code 1 before.*OSError: no camera on /dev/video7"
+    with pytest.raises(ProducerError, match=expected), running_producer(source="broken_camera:make"):
+        pytest.fail("never ready")
 
 
 CRASHES_LATER = """\
@@ -92,9 +92,9 @@ def make(after="3"):
 def test_a_producer_that_dies_meanwhile_fails_the_check_with_its_stderr(tmp_path, monkeypatch):
     (tmp_path / "unplugged.py").write_text(CRASHES_LATER)
     monkeypatch.syspath_prepend(tmp_path)
-    with pytest.raises(AssertionError, match=r"(?s)exited with code 1, expected 0; its stderr:.*camera unplugged"):
-        with running_producer("5", source="unplugged:make") as producer:
-            assert producer.wait(timeout=20) == 1
+    expected = r"(?s)exited with code 1, expected 0; its stderr:.*camera unplugged"
+    with pytest.raises(AssertionError, match=expected), running_producer("5", source="unplugged:make") as producer:
+        assert producer.wait(timeout=20) == 1
 
 
 def test_an_exit_the_test_expects_passes(tmp_path, monkeypatch):
@@ -116,10 +116,9 @@ def test_a_signal_the_test_sends_is_expected_and_leftovers_are_still_checked():
 def test_an_error_in_the_block_goes_on_with_the_producers_problems_as_notes(tmp_path, monkeypatch):
     (tmp_path / "unplugged.py").write_text(CRASHES_LATER)
     monkeypatch.syspath_prepend(tmp_path)
-    with pytest.raises(ZeroDivisionError) as caught:
-        with running_producer("2", source="unplugged:make") as producer:
-            producer.wait(timeout=20)
-            1 / 0  # noqa: B018
+    with pytest.raises(ZeroDivisionError) as caught, running_producer("2", source="unplugged:make") as producer:
+        producer.wait(timeout=20)
+        1 / 0  # noqa: B018
     assert any("camera unplugged" in note for note in caught.value.__notes__)
 
 
@@ -140,16 +139,16 @@ class Forks(FrameSource):
 def test_a_process_the_producer_leaves_behind_is_named_even_when_reparented(tmp_path, monkeypatch):
     (tmp_path / "forks.py").write_text(LEAVES_A_PROCESS)
     monkeypatch.syspath_prepend(tmp_path)
-    with pytest.raises(AssertionError, match=r"left behind: process \d+: sleep 60") as caught:
-        with running_producer(source="forks:Forks", cleanup_timeout=0.5):
-            pass
+    producer = running_producer(source="forks:Forks", cleanup_timeout=0.5)
+    with pytest.raises(AssertionError, match=r"left behind: process \d+: sleep 60") as caught, producer:
+        pass
     os.kill(int(re.search(r"process (\d+): sleep", str(caught.value))[1]), signal.SIGKILL)
 
 
 def test_arguments_are_checked_before_anything_starts():
     with pytest.raises(ValueError, match="--name a"), running_producer("synthetic", "--name", "a", name="b"):
         pass
-    with pytest.raises(ValueError, match="package.module:factory"), running_producer(source="no colon"):
+    with pytest.raises(ValueError, match=r"package\.module:factory"), running_producer(source="no colon"):
         pass
 
 

@@ -360,12 +360,16 @@ class Producer:
         self.name, self.command, self.block = name, command, None
         self._tag = uuid.uuid4().hex
         self._env = {**os.environ, **(env or {}), _TAG: self._tag}
-        self._files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+        self._files = [tempfile.TemporaryFile() for _ in "oe"]  # noqa: SIM115 - closed by finish()
         self._texts: list[str] | None = None  # output and stderr, once the files are closed
         self._expected, self._finished = {0}, False
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._files[0], stderr=self._files[1], env=self._env
-        )
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=self._files[0], stderr=self._files[1], env=self._env
+            )
+        except BaseException:
+            self._close_files()
+            raise
 
     def __repr__(self) -> str:
         return f"<Producer {self.name} pid {self.pid} returncode {self.returncode}>"
@@ -456,21 +460,26 @@ class Producer:
         if self._finished:
             return []
         self._finished = True
-        problems = []
-        try:
-            self._stop(signal.SIGTERM, max(timeout, 10.0))
-        except ProducerError as exc:
-            problems.append(str(exc))
-        code = self.returncode
-        if not problems and code not in self._expected:
-            expected = " or ".join(map(str, sorted(self._expected, key=abs)))
-            problems.append(f"{self.describe()} {_ending(code)}, expected {expected}{self._quote_stderr()}")
+        problems = self._exit_problems()
         if left := self._wait_gone(timeout):
             problems.append(f"{self.describe()} left behind: {'; '.join(left)}")
-        self._texts = [self.output, self.stderr]
+        self._close_files()
+        return problems
+
+    def _exit_problems(self) -> list[str]:
+        try:
+            code = self._stop(signal.SIGTERM, 10.0)
+        except ProducerError as exc:
+            return [str(exc)]
+        if code in self._expected:
+            return []
+        expected = " or ".join(map(str, sorted(self._expected, key=abs)))
+        return [f"{self.describe()} {_ending(code)}, expected {expected}{self._quote_stderr()}"]
+
+    def _close_files(self) -> None:
+        self._texts = [self._text(0), self._text(1)]
         for f in self._files:
             f.close()
-        return problems
 
     def _wait_gone(self, timeout: float) -> list[str]:
         deadline, pause = time.monotonic() + timeout, 0.005
@@ -483,7 +492,8 @@ class Producer:
         """This producer's blocks, records and processes (by its tag: they may have been
         re-parented) that are still there."""
         found = [f"process {pid}: {_cmdline(pid) or '?'}" for pid in _tagged(self._tag)]
-        found += [f"block /dev/shm/{n}" for n in sorted(os.listdir(SHM_DIR)) if _block_producer(SHM_DIR / n) == self.pid]
+        blocks = sorted(n for n in os.listdir(SHM_DIR) if _block_producer(SHM_DIR / n) == self.pid)
+        found += [f"block /dev/shm/{n}" for n in blocks]
         folder = registry_folder(self._env)
         found += [f"record {folder / n}" for n in sorted(_records(folder)) if _record_pid(folder / n) == self.pid]
         return found
