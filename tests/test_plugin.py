@@ -10,14 +10,13 @@ import os
 import re
 import signal
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from viewer import FrameReader, FrameWriter
 from viewer.testing import ProducerError, running_producer
-
-pytest_plugins = ["pytester"]
 
 SMALL = ("--size", "64x48")
 
@@ -27,6 +26,10 @@ def plugin_args() -> list[str]:
     entry point already (then ``-p`` would register it a second time: an error)."""
     installed = any(ep.value == "viewer.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
     return [] if installed else ["-p", "viewer.pytest_plugin"]
+
+
+# The fixtures here too, next to this suite's own litter check (tests/conftest.py).
+pytest_plugins = ["pytester", *plugin_args()[1:]]
 
 
 def run_inner(pytester: pytest.Pytester, *args: str, cleanup: float = 5.0) -> pytest.RunResult:
@@ -150,6 +153,24 @@ def test_arguments_are_checked_before_anything_starts():
         pass
     with pytest.raises(ValueError, match=r"package\.module:factory"), running_producer(source="no colon"):
         pass
+
+
+# the fixtures ---------------------------------------------------------------------------
+
+
+def test_the_fixtures_next_to_this_suites_own_litter_check(
+    shmview_producer, shmview_reader, shmview_stream, shmview_no_litter, private_registry
+):
+    """tests/conftest.py gives each test a registry and checks for leftovers too: the kit's
+    registry wins while the test runs, and both checks pass, once each."""
+    assert os.environ["SHMVIEW_REGISTRY"] != str(private_registry)
+    producer = shmview_producer("synthetic", "--pattern", "solid", *SMALL)
+    frame = shmview_reader(producer).wait(timeout=10)
+    assert frame.image.sum() == solid_sum(frame.index, (48, 64, 3))
+    stream = shmview_stream((2, 2))
+    assert {p.name for p in Path(os.environ["SHMVIEW_REGISTRY"]).iterdir()} == {
+        f"{producer.name}.json", f"{stream.name}.json"
+    }
 
 
 # the fixtures, in a user's project ------------------------------------------------------

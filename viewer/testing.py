@@ -404,7 +404,8 @@ class Producer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` (unless the producer already ended), wait for it to end and return
         its exit code. Ending by that very signal (``-sig``) is then expected."""
-        self._expected.add(-sig)
+        if self.process.poll() is None:  # a producer that died by itself earlier is not excused
+            self._expected.add(-sig)
         return self._stop(sig, timeout)
 
     def wait(self, timeout: float = 10.0) -> int:
