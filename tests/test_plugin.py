@@ -73,6 +73,20 @@ def test_a_users_source_that_crashes_at_start_raises_with_its_traceback(tmp_path
         pytest.fail("never ready")
 
 
+def test_a_producer_that_never_gets_ready_is_killed_at_the_deadline(tmp_path, monkeypatch):
+    (tmp_path / "stuck.py").write_text(
+        "import sys, time\n"
+        "def make():\n"
+        "    print('opening the camera...', file=sys.stderr, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    expected = r"printed no ready line in 1 s; its stderr:\nopening the camera\.\.\."
+    with pytest.raises(ProducerError, match=expected), running_producer(source="stuck:make", timeout=1):
+        pytest.fail("never ready")
+    # killed and reaped: this suite's litter check (tests/conftest.py) would name it otherwise
+
+
 CRASHES_LATER = """\
 import numpy as np
 from producers import FrameSource
