@@ -271,7 +271,7 @@ def test_a_producer_that_crashes_at_start_fails_the_test_with_its_stderr(pyteste
         "E *ProducerError: producer t-* exited with code 1 before it was ready; its stderr:",
         "E *OSError: no camera on /dev/video7",
         "E *ProducerError: producer t-* exited with code 2 before it was ready; its stderr:",
-        "E *size '0x0' is out of range",
+        "E *size '0x0' is out of range*",
     ])
 
 

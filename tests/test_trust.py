@@ -479,3 +479,38 @@ def test_a_viewer_shows_a_bad_stream_and_goes_on_with_the_good_one():
     by_stream = {line["stream"]: line for line in lines}
     assert by_stream["good"]["state"] == "live" and by_stream["good"]["sum"] == 16
     assert by_stream["bad"]["state"] == "error" and "no shmview header" in by_stream["bad"]["error"]
+
+
+TRUNCATED_STATE = """
+import os, sys
+import numpy as np
+from viewer import FrameReader, FrameWriter, ProtocolError
+with FrameWriter("shrunk", (48, 64, 3)) as w, FrameReader("shrunk") as r:
+    w.write(np.ones((48, 64, 3), np.uint8))
+    os.truncate("/dev/shm/" + w.block_name, int(sys.argv[1]))
+    for ask in (lambda: r.state, lambda: r.frames_written, r.read, lambda: r.apply(len)):
+        try:
+            ask()
+        except ProtocolError as exc:
+            assert "shrank" in str(exc), exc
+        else:
+            raise AssertionError("a shrunk block went unnoticed")
+    os.truncate("/dev/shm/" + w.block_name, w.layout.block_size)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("size", [0, 64, 200])
+def test_every_look_at_a_shrunk_block_is_an_error_not_sigbus(size):
+    done = subprocess.run([sys.executable, "-c", TRUNCATED_STATE, str(size)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("size", [0, 64])
+def test_a_producer_whose_block_its_owner_truncated_leaves_nothing(size):
+    with producer("truncated", *SMALL) as (proc, block):
+        os.truncate(SHM / block, size)  # the producer dies of SIGBUS at its next frame
+        proc.wait(30)
+        wait_for(lambda: not (SHM / block).exists(), timeout=5, what="the block unlinked")
+        wait_for(lambda: not (registry_dir() / "truncated.json").exists(), timeout=5, what="the record removed")

@@ -23,9 +23,10 @@ class Mapping:
     signal handler that interrupted a read in the same thread is finished by that read
     when it leaves. (Numpy views do not pin an mmap: unmapping under one is a segfault.)"""
 
-    def __init__(self, block: ReadOnlyBlock, views: Any) -> None:
+    def __init__(self, block: ReadOnlyBlock, views: Any, needed: int) -> None:
         self.block: ReadOnlyBlock | None = block
         self.views = views
+        self.needed = needed  # bytes every access touches at most: checked before each
         self._cond = threading.Condition(threading.RLock())
         self._inside: Counter[int] = Counter()  # thread id -> reads in progress
         self._closing = False
@@ -39,6 +40,7 @@ class Mapping:
             self._inside[me] += 1
             held = self.block, self.views
         try:
+            held[0].check_size(self.needed)  # an owner that shrank the block: an error, not SIGBUS
             yield held
         finally:
             with self._cond:

@@ -65,7 +65,7 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    return _Attachment(Mapping(block, _Views.of(block.buf, lay)), lay, info, record)
+    return _Attachment(Mapping(block, _Views.of(block.buf, lay), lay.block_size), lay, info, record)
 
 
 def _find_live(name: str) -> StreamRecord:
@@ -166,7 +166,6 @@ class FrameReader(_Closing):
                     return None
                 if slot < 0:
                     continue
-                block.check_size(lay.block_size)
                 np.copyto(image, v.pixels[slot])
                 payload = self._payload(v, slot)
                 stamps = self._still(v, slot, seq)
@@ -191,7 +190,6 @@ class FrameReader(_Closing):
             if slot is None:
                 yield None
                 return
-            block.check_size(self.layout.block_size)
             payload = self._payload(v, slot)
             stamps = self._still(v, slot, seq)
             frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
@@ -410,13 +408,12 @@ class RawReader(_Closing):
                 name=name,
             )
         self.layout = lay
-        self._map = Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf))
+        self._map = Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf), lay.frame_bytes)
         self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
 
     def read(self, out: np.ndarray | None = None) -> Frame:
         image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
-        with self._map.reading(self.name) as (block, view):
-            block.check_size(self.layout.frame_bytes)
+        with self._map.reading(self.name) as (_, view):
             np.copyto(image, view)
         return Frame(image, None, None)
 

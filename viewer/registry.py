@@ -242,8 +242,10 @@ def is_live(name: str) -> bool:
 
 
 def _reap_block(rec: StreamRecord) -> bool:
-    """Unlink the block a dead producer's record names, if it is ours and really that
-    stream's block (same creation stamp). True if a block was removed."""
+    """Unlink the block a dead producer's record names, if it is ours and that stream's
+    block: the same creation stamp, or no shmview header left at all (its owner truncated
+    or wiped it, which also killed the producer). A block of ours with another stream's
+    header under that name is left alone. True if a block was removed."""
     try:
         fd = open_block(rec.block)
     except ShmviewError:
@@ -252,16 +254,24 @@ def _reap_block(rec: StreamRecord) -> bool:
         created = P.created_ns_of(os.pread(fd, P.STATE_OFFSET, 0))
     finally:
         os.close(fd)
-    if created != rec.created_ns:
+    if created is not None and created != rec.created_ns:
         return False
     unlink_block(rec.block)
     return True
 
 
-def reap(path: Path, *, patience_s: float = 0.0) -> StreamRecord | None:
+@dataclass(frozen=True)
+class Reaped:
+    """What reap() removed: the dead stream's record, and whether its block went too."""
+
+    record: StreamRecord | None  # None for an empty or corrupt record file
+    block_removed: bool
+
+
+def reap(path: Path, *, patience_s: float = 0.0) -> Reaped | None:
     """Remove a record whose producer is gone (its lock is free), with the block it names.
 
-    Returns the removed record (None if the stream is live or there was no record). This
+    Returns what was removed (None if the stream is live or there was no record file). This
     is how the block and name of a producer killed with its whole process group (manager
     and resource tracker included) are cleaned up by the next shmview command.
     ``patience_s``: how long to retry while someone holds the lock, for a caller that
@@ -280,12 +290,11 @@ def reap(path: Path, *, patience_s: float = 0.0) -> StreamRecord | None:
         time.sleep(0.005)
     try:
         rec = _record_in(fd)
-        if rec is not None:
-            _reap_block(rec)
+        removed = rec is not None and _reap_block(rec)
         path.unlink(missing_ok=True)
     finally:
         os.close(fd)
-    return rec
+    return Reaped(rec, removed)
 
 
 def live_records() -> list[StreamRecord]:

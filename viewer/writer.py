@@ -38,9 +38,9 @@ class _CleanUpAfter:
         self.record = record
 
     def __call__(self) -> None:
-        rec = reap(self.record, patience_s=_REAP_PATIENCE_S)
-        if rec is not None:
-            forget_block(rec.block)
+        reaped = reap(self.record, patience_s=_REAP_PATIENCE_S)
+        if reaped is not None and reaped.record is not None and reaped.block_removed:
+            forget_block(reaped.record.block)  # else the tracker is left to unlink it
 
 
 _open_writers: weakref.WeakSet[FrameWriter] = weakref.WeakSet()
