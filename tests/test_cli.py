@@ -397,3 +397,25 @@ def test_display_probe_follows_the_platform_qt_was_told_to_use():
     assert display_problem({"QT_QPA_PLATFORM": "xcb"}) == "QT_QPA_PLATFORM is xcb but DISPLAY is not set"
     stale = {"QT_QPA_PLATFORM": "xcb", "DISPLAY": f":{_free_x_display()}"}
     assert "cannot connect to X server" in display_problem(stale)
+
+
+@pytest.mark.parametrize("problem", ["deaf", "bogus-platform"])
+def test_a_display_that_never_answers_or_a_platform_qt_lacks_falls_back_to_text(problem):
+    """An X server that accepts connections but never answers would leave Qt waiting
+    forever, deaf to signals; a platform Qt has no plugin for would abort it."""
+    n = _free_x_display()
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "DISPLAY")}
+    env |= {"DISPLAY": f":{n}"} if problem == "deaf" else {"QT_QPA_PLATFORM": "bogus"}
+    Path("/tmp/.X11-unix").mkdir(mode=0o1777, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as deaf_server:
+        deaf_server.bind(f"/tmp/.X11-unix/X{n}")
+        deaf_server.listen()
+        try:
+            done = subprocess.run([*CLI_CMD, "view", "nowhere", "--timeout", "0.2"], env=env, capture_output=True,
+                                  text=True, timeout=60)
+        finally:
+            Path(f"/tmp/.X11-unix/X{n}").unlink()
+    assert done.returncode == 3, done.stderr
+    first = done.stderr.splitlines()[0]
+    why = f"X server :{n} does not answer" if problem == "deaf" else "which Qt has no plugin for"
+    assert first.startswith("shmview: no display: ") and why in first and first.endswith("showing the stream as text")

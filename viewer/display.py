@@ -9,21 +9,33 @@ left to try it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
+import struct
 from collections.abc import Mapping
+from pathlib import Path
 
 _X_DISPLAY = re.compile(r"(?P<host>.*):(?P<number>\d+)(?:\.\d+)?")
 _LOCAL_HOSTS = {"", "unix", "localhost", "127.0.0.1", "::1"}
 _PROBE_TIMEOUT_S = 0.5
+_ANSWER_TIMEOUT_S = 2.0
+# An X11 connection setup request: little-endian, protocol 11.0, no authorisation. Every X
+# server answers it (success, failure or "authenticate"); one that does not is hung.
+_X_SETUP = struct.pack("<BxHHHHxx", ord("l"), 11, 0, 0, 0)
 
 
-def _connects(family: int, address: object) -> bool:
+def _connects(family: int, address: object, hello: bytes | None = None) -> bool:
+    """Whether a server accepts a connection there (and, given ``hello``, answers it)."""
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(_PROBE_TIMEOUT_S)
         try:
             sock.connect(address)  # type: ignore[arg-type]
+            if hello is not None:
+                sock.settimeout(_ANSWER_TIMEOUT_S)
+                sock.sendall(hello)
+                return bool(sock.recv(1))
         except OSError:
             return False
     return True
@@ -39,12 +51,31 @@ def x_server_problem(display: str) -> str | None:
         return None  # another machine: not probed, Qt tries it
     path = f"/tmp/.X11-unix/X{n}"
     if host in ("", "unix"):
-        reachable = _connects(socket.AF_UNIX, path) or _connects(socket.AF_UNIX, "\0" + path)
+        where = [(socket.AF_UNIX, path), (socket.AF_UNIX, "\0" + path)]
     elif host == "::1":
-        reachable = _connects(socket.AF_INET6, ("::1", 6000 + n))
+        where = [(socket.AF_INET6, ("::1", 6000 + n))]
     else:  # ssh -X forwards to localhost:6010 and up
-        reachable = _connects(socket.AF_INET, ("127.0.0.1", 6000 + n))
-    return None if reachable else f"cannot connect to X server {display}"
+        where = [(socket.AF_INET, ("127.0.0.1", 6000 + n))]
+    listening = [w for w in where if _connects(*w)]
+    if not listening:
+        return f"cannot connect to X server {display}"
+    # Qt would wait forever, deaf to signals, on a server that accepts but never answers.
+    answers = any(_connects(*w, hello=_X_SETUP) for w in listening)
+    return None if answers else f"X server {display} does not answer"
+
+
+def platform_problem(platform: str, env: Mapping[str, str]) -> str | None:
+    """None unless Qt surely has no platform plugin of that name (Qt would abort)."""
+    if env.get("QT_PLUGIN_PATH") or env.get("QT_QPA_PLATFORM_PLUGIN_PATH"):
+        return None  # plugins from elsewhere: let Qt look
+    spec = importlib.util.find_spec("PyQt6")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "Qt6" / "plugins" / "platforms"
+    if not folder.is_dir() or any(folder.glob(f"libq{platform}.so*")):
+        return None
+    known = sorted(p.name[4:].split(".")[0] for p in folder.glob("libq*.so*"))
+    return f"QT_QPA_PLATFORM is {platform!r}, which Qt has no plugin for (it has {', '.join(known)})"
 
 
 def wayland_problem(display: str, runtime_dir: str | None) -> str | None:
@@ -66,7 +97,7 @@ def display_problem(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     platform = env.get("QT_QPA_PLATFORM", "").split(":")[0]
     if platform and platform != "xcb" and not platform.startswith("wayland"):
-        return None
+        return platform_problem(platform, env)
     checks = {
         "WAYLAND_DISPLAY": lambda v: wayland_problem(v, env.get("XDG_RUNTIME_DIR")),
         "DISPLAY": x_server_problem,
