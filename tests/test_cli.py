@@ -419,3 +419,17 @@ def test_a_display_that_never_answers_or_a_platform_qt_lacks_falls_back_to_text(
     first = done.stderr.splitlines()[0]
     why = f"X server :{n} does not answer" if problem == "deaf" else "which Qt has no plugin for"
     assert first.startswith("shmview: no display: ") and why in first and first.endswith("showing the stream as text")
+
+
+def test_kill_9_of_the_demo_takes_its_producer_with_it():
+    demo = start(["demo", "--headless", "--name", "demo-k9"])
+    try:
+        assert read_line(demo).startswith("stream demo-k9 ready")
+        (child,) = [p for p in psutil.Process(demo.pid).children() if "produce" in " ".join(p.cmdline())]
+        demo.kill()
+        demo.wait()
+        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=10,
+                 what="the demo's producer to stop")
+        wait_for(lambda: "demo-k9" not in cli("list").stdout, timeout=10, what="its stream gone")
+    finally:
+        stop(demo)

@@ -320,6 +320,21 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stop_with(parent: int) -> Callable[[], None]:
+    """For a child process: SIGTERM when ``parent`` dies, however it dies (kill -9 too).
+    Linux's PR_SET_PDEATHSIG; the child checks afterwards that the parent did not die first."""
+
+    def arm() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def _demo(args: argparse.Namespace) -> int:
     from viewer.registry import validate_name
 
@@ -327,7 +342,8 @@ def _demo(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "viewer", "produce", "synthetic", "--name", args.name, "--pattern", args.pattern]
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the producer below is always stopped too.
     previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    # The producer goes when the demo goes, even by kill -9: no stream left running forever.
+    producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_stop_with(os.getpid()))
     try:
         assert producer.stdout is not None
         ready = producer.stdout.readline().strip()

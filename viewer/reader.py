@@ -159,7 +159,7 @@ class FrameReader(_Closing):
                 f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}"
             )
         image = np.empty(lay.shape, lay.dtype) if out is None else out
-        with self._att.mapping.reading(self.name) as (block, v):
+        with self._att.mapping.reading(self.name) as (_, v):
             for _ in range(MAX_READ_ATTEMPTS):
                 slot, seq = self._newest_slot(v)
                 if slot is None:
@@ -185,7 +185,7 @@ class FrameReader(_Closing):
         """
         if self.follow:
             self._follow()
-        with self._att.mapping.reading(self.name) as (block, v):
+        with self._att.mapping.reading(self.name) as (_, v):
             slot, seq = self._stable_slot(v)
             if slot is None:
                 yield None
