@@ -143,5 +143,5 @@ def run(
         if delay < -period:
             start = time.monotonic() - written * period  # fell behind: re-anchor the schedule
         elif delay > 0:
-            stop.wait(delay)
+            stop.wait(min(delay, 86400.0))  # a wait longer than a day: a day at a time
     return written

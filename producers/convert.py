@@ -106,14 +106,15 @@ def _convert_colour(frame: np.ndarray, code: int) -> np.ndarray:
 
 
 def _to_dtype(frame: np.ndarray, dtype: str) -> np.ndarray:
-    """A frame of another dtype than the stream's (a 16-bit PNG among 8-bit ones): integer
-    samples are rescaled from full range to full range, floats keep their values."""
+    """A frame of another dtype than the stream's (a 16-bit PNG among 8-bit ones), in one
+    convention: integer samples span their type's full range, float samples 0.0 to 1.0
+    (OpenCV's and most libraries'). So 4000 in uint16 is 16 in uint8 and 0.061 in float,
+    and 0.5 in float is 128 in uint8; out-of-range floats clip, NaN becomes 0."""
     have = frame.dtype.name
     if have == dtype:
         return frame
-    if have in _FULL_SCALE and dtype in _FULL_SCALE:
-        scaled = frame.astype(np.float32) * (_FULL_SCALE[dtype] / _FULL_SCALE[have])
-        return np.rint(scaled).astype(dtype)
-    if dtype in _FULL_SCALE:  # float into an integer stream: clip to its range
-        return np.clip(np.nan_to_num(frame), 0, _FULL_SCALE[dtype]).astype(dtype)
-    return frame.astype(dtype)
+    full_have, full_want = _FULL_SCALE.get(have, 1.0), _FULL_SCALE.get(dtype, 1.0)
+    scaled = frame.astype(np.float64 if dtype == "float64" else np.float32) * (full_want / full_have)
+    if dtype not in _FULL_SCALE:
+        return scaled.astype(dtype)
+    return np.rint(np.clip(np.nan_to_num(scaled), 0, full_want)).astype(dtype)

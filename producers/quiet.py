@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 
 NOISE = re.compile(
-    rb"^(\[ ?(WARN|INFO|DEBUG|VERBOSE)[:\]]"  # OpenCV's logger: "[ WARN:0@0.046] ..."
+    rb"^(\[ ?(WARN|INFO|DEBUG|VERBOSE|ERROR)[:\]]"  # OpenCV's logger: "[ WARN:0@0.046] ..."
     rb"|\[\w+ @ 0x[0-9a-f]+\]"  # FFmpeg's: "[mjpeg @ 0x55d...] unable to decode APP fields"
     rb"|Premature end of JPEG file|Corrupt JPEG data|Invalid SOS parameters"  # libjpeg warnings
     rb"|libpng warning:)"

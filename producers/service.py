@@ -50,7 +50,8 @@ class SignalStop:
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` s, less if a signal arrives; return whether to stop."""
-        if not self.is_set() and select.select([self._read], [], [], max(0.0, timeout))[0]:
+        timeout = min(max(0.0, timeout), 86400.0)  # select() refuses what time_t cannot hold
+        if not self.is_set() and select.select([self._read], [], [], timeout)[0]:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._read, 512)
         return self.is_set()

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from viewer import cli_types as T
-from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
+from viewer.errors import FormatError, InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.monitor import RawSpec
-from viewer.protocol import DTYPES, MAX_SLOTS, PIXEL_FORMATS
+from viewer.protocol import DTYPES, MAX_SLOTS, PIXEL_FORMATS, make_layout
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -253,6 +253,8 @@ def _check_view_names(names: Sequence[str], raw: bool, block: bool) -> None:
 def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> int:
     _check_view_names(args.names, bool(args.raw_shape), args.block)
     raw = RawSpec(args.raw_shape, args.dtype, args.pixel_format) if args.raw_shape else None
+    if raw is not None:
+        make_layout(raw.shape, raw.dtype, raw.pixel_format, 1)  # a bad shape is a usage error, now
     headless = args.headless or args.json or args.count is not None  # never a window that runs forever
     if not headless:
         from viewer.display import display_problem
@@ -268,6 +270,9 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
         print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)
     from viewer import headless as text
 
+    # SIGTERM and SIGHUP stop the text viewer the way Ctrl-C does: cleanly, exit 0.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     timeout = args.timeout if args.timeout is not None else 5.0
     return text.run(
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
@@ -371,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    except InvalidNameError as exc:
+    except (InvalidNameError, FormatError) as exc:  # a name or a shape the user asked for
         print(f"shmview: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (StreamNotFoundError, SourceNotFoundError) as exc:

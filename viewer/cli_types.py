@@ -29,7 +29,16 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, a
     return parse
 
 
-FPS = number(float, 0)
+_ANY_RATE = number(float, 0)
+
+
+def FPS(text: str) -> float:
+    """0 (as fast as possible), or at least one frame every 1,000 s."""
+    value = _ANY_RATE(text)
+    if 0 < value < 0.001:  # type: ignore[operator]
+        raise argparse.ArgumentTypeError(f"must be 0 (as fast as possible) or at least 0.001, got {text}")
+    return value  # type: ignore[return-value]
+
 SLOTS = number(int, 1, MAX_SLOTS)
 POSITIVE = number(int, 0, above=True)
 

@@ -25,7 +25,8 @@ def pixel_sum(image: np.ndarray) -> int | float:
     protocol's limits (32768 x 32768) sums to at most 7e13, far below 2**53.
     """
     if image.dtype.kind == "f":
-        return float(image.sum(dtype=np.float64))
+        with np.errstate(all="ignore"):  # NaN, infinities, overflow: the sum says so itself
+            return float(image.sum(dtype=np.float64))
     if image.ndim > 3 or (image.ndim == 3 and image.shape[2] > 4):
         return int(image.sum(dtype=np.uint64))  # more channels than cv2 takes at once
     import cv2  # deferred: `import viewer` must stay free of OpenCV

@@ -6,6 +6,7 @@ The read procedure is in viewer/protocol.py (docs/PROTOCOL.md).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import orjson
 from viewer import protocol as P
 from viewer.errors import (
     BusyError,
+    ConfigError,
     FrameMismatchError,
     ProtocolError,
     StreamGoneError,
@@ -80,8 +82,19 @@ def _find_live(name: str) -> StreamRecord:
     return rec
 
 
+def _seconds(timeout: float, what: str = "timeout") -> float:
+    """A timeout the caller can rely on: a finite number of seconds, 0 or more."""
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{what} must be a finite number of seconds, 0 or more; got {timeout!r}")
+    return value
+
+
 def _wait_for_stream(name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + _seconds(timeout)
     while True:
         try:
             _find_live(name)
@@ -111,7 +124,7 @@ class FrameReader(_Closing):
         self.name = name
         self.follow = follow and _block is None
         self.skipped = 0  # frames frames() could not keep up with
-        if timeout and _block is None:
+        if timeout is not None and _block is None:
             _wait_for_stream(name, timeout)
         self._use(_attach(name, _block))
 
@@ -280,7 +293,7 @@ class FrameReader(_Closing):
         StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
         (and the reader does not follow).
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + _seconds(timeout)
         delay, generation = _BACKOFF_S[0], self.generation
         while True:
             self._follow()
@@ -301,6 +314,7 @@ class FrameReader(_Closing):
         """New frames as they come, each at most once, until the stream ends (a
         following reader goes on across restarts). Frames it could not keep up with are
         counted in ``skipped``. StreamTimeoutError if none comes within ``timeout`` s."""
+        _seconds(timeout)  # refused now, not at the first wait
         last, generation = None, self.generation
         while True:
             try:
@@ -400,6 +414,13 @@ class RawReader(_Closing):
         self.name = name
         lay = P.make_layout(shape, dtype, pixel_format, 1)
         block = ReadOnlyBlock(name)
+        if P.created_ns_of(bytes(block.buf[: P.STATE_OFFSET])) is not None:
+            block.close()
+            raise ProtocolError(
+                f"block {name!r} is a shmview stream's block, not a bare array: view it with --block "
+                "(FrameReader.from_block), not --raw-shape",
+                name=name,
+            )
         if lay.frame_bytes > block.size:
             block.close()
             raise ProtocolError(

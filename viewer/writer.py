@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from viewer import protocol as P
-from viewer.errors import FrameMismatchError, MetadataError, ShmviewError
+from viewer.errors import FormatError, FrameMismatchError, MetadataError, ShmviewError
 from viewer.frames import _Closing, _Views
 from viewer.registry import Claim, reap, validate_name
 from viewer.shm import OwnedBlock, forget_block
@@ -121,17 +121,17 @@ class FrameWriter(_Closing):
         most ``meta_bytes`` once serialised), publish it, and return its index. A frame or
         metadata that does not fit is refused before anything is published."""
         lay = self.layout
-        if getattr(frame, "shape", None) != lay.shape or getattr(frame, "dtype", None) != lay.dtype:
+        if getattr(frame, "shape", None) != lay.shape or _dtype_name(frame) != lay.dtype.name:
             raise FrameMismatchError(
                 f"stream {self.name!r} takes {_describe(lay)} frames, got "
                 f"{getattr(frame, 'shape', type(frame).__name__)} "
                 f"{getattr(getattr(frame, 'dtype', None), 'name', '')}".rstrip(),
                 expected=(lay.shape, lay.dtype.name),
             )
-        payload = self._encode(meta)
+        payload, stamp = self._encode(meta), self._stamp(timestamp_ns)
         k, slot = self._begin()
         np.copyto(self._v.pixels[slot], frame)
-        self._publish(k, slot, timestamp_ns, payload)
+        self._publish(k, slot, stamp, payload)
         return k
 
     def _encode(self, meta: dict[str, Any] | None) -> bytes:
@@ -164,6 +164,13 @@ class FrameWriter(_Closing):
         self._v.words[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
         return k, slot
 
+    def _stamp(self, timestamp_ns: int | None) -> int:
+        if timestamp_ns is None:
+            return time.time_ns()
+        if not isinstance(timestamp_ns, int | np.integer) or not 0 <= timestamp_ns <= P.MAX_NS:
+            raise FormatError(f"timestamp_ns must be an integer from 0 to 2**63 - 1, got {timestamp_ns!r}")
+        return int(timestamp_ns)
+
     def _publish(self, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
         v = self._v
         if v.meta_len:  # a stream with room for metadata: this frame's, or none
@@ -172,7 +179,7 @@ class FrameWriter(_Closing):
             v.meta_len[slot][0] = len(payload)
         meta = v.words[slot]
         meta[1] = k
-        meta[2] = time.time_ns() if timestamp_ns is None else timestamp_ns
+        meta[2] = timestamp_ns if timestamp_ns is not None else time.time_ns()
         meta[0] = 2 * (k // self.layout.slot_count) + 2
         self._v.published[0] = k + 1  # only now may readers pick this slot
         self.frames_written = k + 1
@@ -206,6 +213,8 @@ class Loan:
 
     def __enter__(self) -> np.ndarray:
         w = self._writer
+        if self._timestamp_ns is not None:
+            self._timestamp_ns = w._stamp(self._timestamp_ns)  # checked before the slot is taken
         self._k, self._slot = w._begin()
         w._loaned = True
         self._pixels = w._v.pixels[self._slot][...]  # our own view object, to lock afterwards
@@ -230,6 +239,12 @@ class Loan:
             self.index = self._k
         else:
             w._discard(self._k, self._slot)
+
+
+def _dtype_name(frame: object) -> str | None:
+    """A frame's dtype, whatever its byte order: copying into the block swaps it."""
+    dtype = getattr(frame, "dtype", None)
+    return dtype.name if isinstance(dtype, np.dtype) else None
 
 
 def _describe(lay: P.Layout) -> str:
