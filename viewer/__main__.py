@@ -121,7 +121,8 @@ def _add_replay(kinds: argparse._SubParsersAction) -> None:
     rep.add_argument("--stream", help="replay only this recorded stream (default: all, each under its name)")
     rep.add_argument("--name", help="publish under this name (one stream only)")
     rep.add_argument("--loop", action="store_true", help="start over at the end")
-    rep.add_argument("--speed", type=T.FPS, metavar="X", default=1.0, help="1 as recorded, 2 twice as fast; 0: as fast as possible")
+    rep.add_argument("--speed", type=T.FPS, metavar="X", default=1.0,
+                     help="1 as recorded, 2 twice as fast; 0: as fast as possible")
     rep.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
     rep.set_defaults(func=_produce_replay)
 
@@ -132,7 +133,8 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("names", nargs="+", metavar="NAME", help="stream name(s)")
     rec.add_argument("--out", required=True, metavar="FILE",
                      help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame")
-    rec.add_argument("--frames", type=T.POSITIVE, metavar="N", help="stop after N frames of each stream (default: never)")
+    rec.add_argument("--frames", type=T.POSITIVE, metavar="N",
+                     help="stop after N frames of each stream (default: never)")
     rec.add_argument("--seconds", type=T.number(float, 0, above=True), metavar="S", help="stop after S seconds")
     rec.add_argument("--compress", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     rec.add_argument("--timeout", type=T.number(float, 0), metavar="S", default=5.0,

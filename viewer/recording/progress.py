@@ -24,8 +24,8 @@ class TerminalProgress:
 
     def __call__(self, tallies: list[Tally], elapsed: float) -> None:
         for t in tallies:
-            rate = t.recorded / elapsed if elapsed > 0 else 0.0
-            text = f"{t.recorded:,} frames  {t.bytes / 1e6:,.1f} MB  {rate:.1f} fps  skipped {t.skipped:,}"
+            rate = f"{t.recorded / elapsed:.1f} fps" if elapsed >= 1.0 else "- fps"  # too few frames before
+            text = f"{t.recorded:,} frames  {t.bytes / 1e6:,.1f} MB  {rate}  skipped {t.skipped:,}"
             self._bar.update(self._tasks[t.name], text=text)
 
     def close(self) -> None:

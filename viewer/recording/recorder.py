@@ -41,8 +41,13 @@ class Tally:
 
     name: str
     recorded: int = 0
-    skipped: int = 0
+    missed: int = 0  # by the follower: frames written while it was busy (its thread only)
+    refused: int = 0  # by the writer: frames of a new format after a restart (its thread only)
     bytes: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.missed + self.refused
 
     def line(self) -> str:
         return f"recorded {self.recorded:,} frames of {self.name}, skipped {self.skipped:,}"
@@ -112,7 +117,7 @@ class _Follower(threading.Thread):
             delay = _LOOK_S[0]
             assert frame.index is not None
             if r.generation == generation and last is not None:
-                self.tally.skipped += frame.index - last - 1
+                self.tally.missed += frame.index - last - 1
             last, generation = frame.index, r.generation
             if not self.queue.put(_describe(r), frame):
                 return
@@ -145,6 +150,8 @@ class Recorder:
             self._drain(start)
         finally:
             self._end_followers()
+        if self.progress is not None:
+            self.progress(list(self.tallies.values()), time.monotonic() - start)
         for f in self.followers:
             if f.error is not None:
                 raise f.error
@@ -177,10 +184,11 @@ class Recorder:
         tally = self.tallies[desc.name]
         first = self._formats.setdefault(desc.name, desc)
         if desc != first:  # the producer restarted with another format: one channel has one
-            if not tally.skipped or tally.recorded:
-                log.warning("%s changed format from %s to %s: its new frames are counted as skipped",
-                            desc.name, first.shape, desc.shape)
-            tally.skipped += 1
+            if not tally.refused:
+                log.warning("%s changed format (%s %s to %s %s) when its producer restarted: frames in the "
+                            "new format are not recorded, and counted as skipped",
+                            desc.name, first.shape, first.dtype, desc.shape, desc.dtype)
+            tally.refused += 1
             return
         tally.bytes += self.sink.write(desc, frame)
         tally.recorded += 1
