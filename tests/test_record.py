@@ -237,3 +237,29 @@ def test_errors_are_one_line_with_their_exit_code(tmp_path: Path):
     bad = cli("info", str(tmp_path / "taken.mcap"))
     assert bad.returncode == 1 and "not an MCAP file" in bad.stderr
     assert cli("record", "busy", "--out", "x.mcap", "--compress", "gzip").returncode == 2
+
+
+def test_recording_ends_with_its_streams_and_follows_a_restart_meanwhile(tmp_path: Path):
+    out = tmp_path / "restart.mcap"
+    with producer("steady", *SMALL, "--fps", "50"):
+        with producer("flaky", *SMALL, "--fps", "50"):
+            rec = start(["record", "steady", "flaky", "--out", str(out)])
+            wait_for(lambda: out.exists() and out.stat().st_size > 20_000, what="frames in the file")
+        with producer("flaky", *SMALL, "--fps", "50"):  # back, under the same name
+            wait_for(lambda: "1 restarts" in _info_after_flush(out), timeout=30, what="the restart recorded")
+        rec.send_signal(signal.SIGTERM)
+        text, err = rec.communicate(timeout=30)
+    assert rec.returncode == 0, err
+    assert _recorded_line(text, "steady") > 0 and _recorded_line(text, "flaky") > 0
+    # a recording whose only stream ends, ends by itself
+    ending = start(["produce", "synthetic", "--name", "ending", *SMALL, "--fps", "50", "--frames", "100"])
+    try:
+        assert read_line(ending).startswith("stream ending ready")
+        done = cli("record", "ending", "--out", str(tmp_path / "ends.mcap"))
+    finally:
+        stop(ending)
+    assert done.returncode == 0 and "of ending" in done.stdout
+
+
+def _info_after_flush(path: Path) -> str:
+    return cli("info", str(path)).stdout  # the recorder flushes every second

@@ -94,7 +94,12 @@ class _Follower(threading.Thread):
         super().__init__(name=f"record-{reader.name}", daemon=True)
         self.reader, self.queue, self.tally, self.limit = reader, queue, tally, limit
         self.quit = threading.Event()
+        self.gone = False  # its producer stopped (and has not come back yet)
         self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.gone or not self.is_alive()
 
     def run(self) -> None:
         try:
@@ -112,9 +117,11 @@ class _Follower(threading.Thread):
                 time.sleep(delay)
                 delay = min(delay * 2, _LOOK_S[1])
                 continue
-            except StreamGoneError:
-                return
-            delay = _LOOK_S[0]
+            except StreamGoneError:  # the recording ends when all are gone; until then, a restart is followed
+                self.gone = True
+                self.quit.wait(_POLL_S / 2)
+                continue
+            self.gone, delay = False, _LOOK_S[0]
             assert frame.index is not None
             if r.generation == generation and last is not None:
                 self.tally.missed += frame.index - last - 1
@@ -150,6 +157,8 @@ class Recorder:
             self._drain(start)
         finally:
             self._end_followers()
+        while (item := self.queue.get(0.0)) is not None:  # copied just before the end: still kept
+            self._write(*item)
         if self.progress is not None:
             self.progress(list(self.tallies.values()), time.monotonic() - start)
         for f in self.followers:
@@ -167,8 +176,8 @@ class Recorder:
             if self._should_stop(now - start):
                 for f in self.followers:
                     f.quit.set()
-            if item is None and not any(f.is_alive() for f in self.followers):
-                return  # every follower is done and the queue is empty
+            if item is None and all(f.done for f in self.followers):
+                return  # every stream ended (or gave its frames) and the queue is empty
             if now >= next_flush:
                 self.sink.flush()
                 next_flush = now + FLUSH_EVERY_S

@@ -56,6 +56,8 @@ class McapSink:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
         if path.exists():
             raise ShmviewError(f"{path} already exists: choose another name or remove it")
+        if not path.parent.is_dir():
+            raise ShmviewError(f"folder {path.parent} does not exist")
         kind = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4, "none": None}[compression]
         options = MCAPWriteOptions(compression=kind, compression_level=1 if compression == "zstd" else 0)
         self._context = foxglove.Context()  # our own: nothing else logged in this process lands here
