@@ -93,9 +93,11 @@ def test_a_solid_stream_records_every_frame_and_replays_in_order(tmp_path: Path)
         assert read_line(replay).startswith("stream back ready")
         with FrameReader("back", follow=True) as reader:
             seen = [(f.index, int(f.image.sum())) for f in _until_end(reader)]
+        text, err = replay.communicate(timeout=30)  # it ends by itself at the end of the recording
     finally:
-        code, err = stop(replay)
-    assert code == 0, err
+        stop(replay)
+    assert replay.returncode == 0, err
+    assert text.strip() == "stream back stopped after 30 frames: end of recording"
     assert seen and seen[-1][0] == 29 and [k for k, _ in seen] == sorted(k for k, _ in seen)
     assert all(total == int(frames[k].image.sum()) for k, total in seen)  # replayed frame k is recorded frame k
 

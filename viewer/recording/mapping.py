@@ -110,8 +110,19 @@ def raw_image(frame: Frame, desc: Description) -> Any:
     h, w = desc.shape[:2]
     return RawImage(
         timestamp=_stamp(frame.timestamp_ns), frame_id=desc.name, width=w, height=h,
-        encoding=desc.encoding, step=w * image.itemsize * (image.size // (h * w)), data=image.tobytes(),
+        encoding=desc.encoding, step=w * image.itemsize * (image.size // (h * w)), data=_bytes_of(image),
     )
+
+
+def _bytes_of(image: np.ndarray) -> bytes:
+    """The pixels as bytes: the very bytes object an array was made over, when it is one
+    (the recorder copies frames out of shared memory that way), else a copy."""
+    base = image.base
+    while isinstance(base, np.ndarray):  # a reshape of a frombuffer array: the bytes are further down
+        base = base.base
+    if isinstance(base, bytes) and len(base) == image.nbytes and image.flags.c_contiguous:
+        return base
+    return image.tobytes()
 
 
 def image_from_raw(data: bytes, desc: Description) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Recording: follow streams at full rate and hand every frame to a sink.
 
-One thread per stream waits for each new frame (``FrameReader.wait(after=...)``) and copies
-it out of shared memory into a queue bounded in bytes; the calling thread encodes and
+One thread per stream looks for each new frame and copies it out of shared memory (once,
+straight into bytes) into a queue bounded in bytes; the calling thread encodes and
 writes. A slow disk or compressor fills the queue, never stalls the copying: frames the
 followers could not keep up with are counted from the indices, never silently lost.
 """
@@ -15,9 +15,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from viewer.errors import StreamGoneError, StreamTimeoutError
+import numpy as np
+
+from viewer.errors import BusyError
 from viewer.frames import Frame
-from viewer.reader import FrameReader
+from viewer.reader import GONE, FrameReader
 from viewer.recording.mapping import Description
 from viewer.recording.sinks import Sink
 
@@ -29,6 +31,7 @@ _POLL_S = 0.1  # how often the writing loop looks at the stop flag
 # A follower looks for a new frame every 0.1 ms, backing off to 1 ms while none comes:
 # FrameReader.wait() backs off to 10 ms, longer than a 3-slot ring lasts at 200 fps.
 _LOOK_S = (0.0001, 0.001)
+_STATE_EVERY_S = 0.05  # how often a follower with nothing new asks whether its stream ended
 
 
 class Stop(Protocol):
@@ -108,27 +111,50 @@ class _Follower(threading.Thread):
             self.error = exc
 
     def _follow(self) -> None:
-        r, last, generation, taken = self.reader, None, self.reader.generation, 0
-        delay = _LOOK_S[0]
+        r, last, generation, taken = self.reader, -1, self.reader.generation, 0
+        delay, next_look = _LOOK_S[0], 0.0
         while not self.quit.is_set() and (self.limit is None or taken < self.limit):
-            try:
-                frame = r.wait(0.0, after=last)
-            except StreamTimeoutError:
-                time.sleep(delay)
-                delay = min(delay * 2, _LOOK_S[1])
-                continue
-            except StreamGoneError:  # the recording ends when all are gone; until then, a restart is followed
-                self.gone = True
-                self.quit.wait(_POLL_S / 2)
+            if r.generation != generation:  # re-attached to a restarted producer: indices start again
+                last, generation = -1, r.generation
+            frame = self._newer(last)
+            if frame is None:
+                now = time.monotonic()
+                if now >= next_look:  # where the stream stands; re-attaches after a restart
+                    self.gone, next_look = r.state == GONE, now + _STATE_EVERY_S
+                if self.gone:  # the recording ends when all are gone; until then, a restart is followed
+                    self.quit.wait(_POLL_S / 2)
+                else:
+                    time.sleep(delay)
+                    delay = min(delay * 2, _LOOK_S[1])
                 continue
             self.gone, delay = False, _LOOK_S[0]
-            assert frame.index is not None
-            if r.generation == generation and last is not None:
+            if last >= 0:
                 self.tally.missed += frame.index - last - 1
-            last, generation = frame.index, r.generation
+            last = frame.index
             if not self.queue.put(_describe(r), frame):
                 return
             taken += 1
+
+    def _newer(self, last: int) -> Frame | None:
+        """The newest frame if its index is above ``last``, copied once out of its slot."""
+        r, generation = self.reader, self.reader.generation
+        if r.frames_written - 1 <= last:
+            return None
+        try:
+            frame = r.apply(_own_copy)
+        except BusyError:  # a writer stuck mid-frame: as if nothing new came
+            return None
+        if frame is None or r.generation != generation or frame.index is None or frame.index <= last:
+            return None
+        return frame
+
+
+def _own_copy(frame: Frame) -> Frame:
+    """The frame copied out of its slot straight into bytes, which the MCAP writer takes as
+    they are: one copy of the pixels fewer than read() and then tobytes()."""
+    data = frame.image.tobytes()
+    image = np.frombuffer(data, frame.image.dtype).reshape(frame.image.shape)
+    return Frame(image, frame.index, frame.timestamp_ns, frame.meta)
 
 
 def _describe(reader: FrameReader) -> Description:
