@@ -81,6 +81,7 @@ def test_a_solid_stream_records_every_frame_and_replays_in_order(tmp_path: Path)
         done = cli("record", "rec0", "--out", str(out), "--frames", "30")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "recorded 30 frames of rec0, skipped 0"
+    assert done.stderr == ""  # not a terminal: no progress
     frames = [r.frame for r in Recording(out).frames()]
     indices = [f.index for f in frames]
     assert indices == list(range(indices[0], indices[0] + 30))  # contiguous
@@ -265,3 +266,35 @@ def test_recording_ends_with_its_streams_and_follows_a_restart_meanwhile(tmp_pat
 
 def _info_after_flush(path: Path) -> str:
     return cli("info", str(path)).stdout  # the recorder flushes every second
+
+
+def test_on_a_terminal_it_shows_progress(tmp_path: Path):
+    import os
+    import pty
+    import subprocess
+
+    from tests.helpers import CLI
+
+    main, child = pty.openpty()
+    try:
+        with producer("tty", *SMALL, "--fps", "50"):
+            rec = subprocess.Popen([*CLI, "record", "tty", "--out", str(tmp_path / "t.mcap"), "--seconds", "1.5"],
+                                   stdout=subprocess.PIPE, stderr=child, text=True)
+            out, _ = rec.communicate(timeout=60)
+        os.close(child)
+        child = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+        if child >= 0:
+            os.close(child)
+    assert rec.returncode == 0 and out.startswith("recorded ")
+    assert b"tty" in shown and b"frames" in shown and b"MB" in shown and b"skipped" in shown

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,7 +169,8 @@ class Recorder:
     ``progress(tallies, elapsed_s)`` is called a few times a second."""
 
     def __init__(self, readers: list[FrameReader], sink: Sink, *, frames: int | None = None,
-                 seconds: float | None = None, stop: Stop | None = None, progress=None) -> None:
+                 seconds: float | None = None, stop: Stop | None = None,
+                 progress: Callable[[list[Tally], float], None] | None = None) -> None:
         self.sink, self.seconds, self.stop, self.progress = sink, seconds, stop, progress
         self.queue = _ByteQueue(QUEUE_BYTES)
         self.tallies = {r.name: Tally(r.name) for r in readers}
