@@ -155,12 +155,28 @@ def test_the_file_is_foxglove_raw_image_to_the_mcap_library(tmp_path: Path):
         assert topics["/shmview/fox/image"] == "foxglove.RawImage"
         assert topics["/shmview/fox/annotations"] == "foxglove.ImageAnnotations"
         schema, channel, message = next(reader.iter_messages(topics=["/shmview/fox/image"]))
+        marks_schema, _, marks = next(reader.iter_messages(topics=["/shmview/fox/annotations"]))
     assert schema.encoding == "protobuf" and channel.message_encoding == "protobuf"
-    files = descriptor_pb2.FileDescriptorSet.FromString(schema.data)
-    pool = descriptor_pool.DescriptorPool()
-    for fd in sorted(files.file, key=lambda fd: fd.name != "google/protobuf/timestamp.proto"):
-        pool.Add(fd)
-    image = message_factory.GetMessageClass(pool.FindMessageTypeByName("foxglove.RawImage")).FromString(message.data)
+
+    def decode(schema, data):
+        files = {fd.name: fd for fd in descriptor_pb2.FileDescriptorSet.FromString(schema.data).file}
+        pool = descriptor_pool.DescriptorPool()
+
+        def add(name):  # dependencies first
+            fd = files.pop(name, None)
+            if fd is not None:
+                for dep in fd.dependency:
+                    add(dep)
+                pool.Add(fd)
+
+        while files:
+            add(next(iter(files)))
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema.name)).FromString(data)
+
+    image = decode(schema, message.data)
+    overlay = decode(marks_schema, marks.data)  # OVERLAY: a labelled red rect and a text
+    assert len(overlay.points) == 1 and len(overlay.points[0].points) == 4 and overlay.points[0].outline_color.r == 1
+    assert sorted(t.text for t in overlay.texts) == ["box", "hi"] and marks.log_time == message.log_time
     assert (image.width, image.height, image.encoding, image.step) == (W, H, "bgr8", W * 3)
     pixels = np.frombuffer(image.data, np.uint8).reshape(H, W, 3)
     frame = next(Recording(out).frames()).frame
