@@ -106,55 +106,14 @@ def _add_produce(sub: argparse._SubParsersAction) -> None:
                          "(default: keep it, with black bars)")
         src.add_argument("--letterbox", dest="stretch", action="store_false", help=argparse.SUPPRESS)  # old name
         src.set_defaults(func=_produce_source)
-    _add_replay(kinds)
+    from viewer.recording import cli as recording
+
+    recording.add_replay(kinds, EXIT_CODES)
     for src in (syn, cam, vid, fold):
         src.add_argument("--name", required=True, help="stream name, e.g. cam0")
         src.add_argument("--frames", type=T.POSITIVE, metavar="N", help="stop after this many frames (default: never)")
         src.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
         src.add_argument("--verbose", action="store_true", help="show OpenCV's and FFmpeg's own log messages")
-
-
-def _add_replay(kinds: argparse._SubParsersAction) -> None:
-    rep = kinds.add_parser("replay", help="a recording (shmview record MCAP), exactly as recorded",
-                           epilog=EXIT_CODES)
-    rep.add_argument("--path", required=True, type=Path, help="the .mcap file")
-    rep.add_argument("--stream", help="replay only this recorded stream (default: all, each under its name)")
-    rep.add_argument("--name", help="publish under this name (one stream only)")
-    rep.add_argument("--loop", action="store_true", help="start over at the end")
-    rep.add_argument("--speed", type=T.FPS, metavar="X", default=1.0,
-                     help="1 as recorded, 2 twice as fast; 0: as fast as possible")
-    rep.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
-    rep.set_defaults(func=_produce_replay)
-
-
-def _add_record(sub: argparse._SubParsersAction) -> None:
-    rec = sub.add_parser("record", help="record streams to MCAP (Foxglove), a video, or images",
-                         epilog=RECORD_EPILOG)
-    rec.add_argument("names", nargs="+", metavar="NAME", help="stream name(s)")
-    rec.add_argument("--out", required=True, metavar="FILE",
-                     help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame")
-    rec.add_argument("--frames", type=T.POSITIVE, metavar="N",
-                     help="stop after N frames of each stream (default: never)")
-    rec.add_argument("--seconds", type=T.number(float, 0, above=True), metavar="S", help="stop after S seconds")
-    rec.add_argument("--compress", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
-    rec.add_argument("--timeout", type=T.number(float, 0), metavar="S", default=5.0,
-                     help="seconds to wait for each stream to appear")
-    rec.set_defaults(func=_record)
-    info = sub.add_parser("info", help="what a recording holds", epilog=EXIT_CODES)
-    info.add_argument("path", type=Path, metavar="FILE.mcap", help="a recording")
-    info.set_defaults(func=_info)
-
-
-RECORD_EPILOG = """examples:
-  shmview record cam0 --out clip.mcap --seconds 10      # opens in Foxglove as it is
-  shmview record cam0 cam1 --out run.mcap --frames 1000 --compress lz4
-  shmview record cam0 --out clip.mp4 --seconds 5        # a video to share (lossy)
-  shmview record cam0 --out frames/ --frames 100        # frames/cam0_00000000.png, ...
-
-Ctrl-C or SIGTERM finishes the file. At the end, one line per stream:
-recorded N frames of NAME, skipped K (frames it could not keep up with).
-
-""" + EXIT_CODES
 
 
 VIEW_EPILOG = """examples:
@@ -202,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_produce(sub)
     _add_view(sub)
-    _add_record(sub)
+    from viewer.recording import cli as recording
+
+    recording.add_record(sub, EXIT_CODES)
 
     lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
     lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")
@@ -268,37 +229,6 @@ def _produce_source(args: argparse.Namespace) -> int:
             source, args.name, size=args.size, channels=args.channels, letterbox=not args.stretch,
             slots=args.slots, fps=fps, frames=args.frames,
         )
-    return EXIT_OK
-
-
-def _produce_replay(args: argparse.Namespace) -> int:
-    from producers.replay import ReplayArgumentError, replay
-
-    try:
-        replay(args.path, stream=args.stream, name=args.name, loop=args.loop, speed=args.speed, slots=args.slots)
-    except ReplayArgumentError as exc:
-        raise UsageError(f"shmview produce replay: error: {exc}") from None
-    return EXIT_OK
-
-
-def _record(args: argparse.Namespace) -> int:
-    _quiet_opencv(False)  # a video goes through OpenCV and FFmpeg, which talk on stderr
-    from producers.service import SignalStop
-    from viewer.recording.command import record
-
-    with SignalStop.installed() as stop:
-        tallies = record(args.names, args.out, frames=args.frames, seconds=args.seconds,
-                         compression=args.compress, timeout=args.timeout, stop=stop)
-    for tally in tallies:
-        print(tally.line(), flush=True)
-    return EXIT_OK
-
-
-def _info(args: argparse.Namespace) -> int:
-    from viewer.recording.info import report
-
-    for line in report(args.path):
-        print(line)
     return EXIT_OK
 
 

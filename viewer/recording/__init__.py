@@ -7,6 +7,10 @@
 - recorder.py  following streams at full rate into a sink, counting what it could not keep
 - reading.py   a recording's streams and frames, from complete or cut-short MCAP files
 - info.py      what ``shmview info`` prints
+- progress.py  progress on a terminal (rich), nothing otherwise
+- command.py   ``shmview record``: readers, sink, recorder and progress put together
+- cli.py       the ``record``, ``info`` and ``produce replay`` arguments and commands
+               (replay itself is producers/replay.py)
 
 Nothing here is imported by ``import viewer``: recording pulls in foxglove-sdk and mcap.
 """
