@@ -265,7 +265,7 @@ def test_recording_ends_with_its_streams_and_follows_a_restart_meanwhile(tmp_pat
             rec = start(["record", "steady", "flaky", "--out", str(out)])
             wait_for(lambda: out.exists() and out.stat().st_size > 20_000, what="frames in the file")
         with producer("flaky", *SMALL, "--fps", "50"):  # back, under the same name
-            wait_for(lambda: "1 restarts" in _info_after_flush(out), timeout=30, what="the restart recorded")
+            wait_for(lambda: "1 restart" in _info_after_flush(out), timeout=30, what="the restart recorded")
         rec.send_signal(signal.SIGTERM)
         text, err = rec.communicate(timeout=30)
     assert rec.returncode == 0, err
@@ -314,3 +314,32 @@ def test_on_a_terminal_it_shows_progress(tmp_path: Path):
             os.close(child)
     assert rec.returncode == 0 and out.startswith("recorded ")
     assert b"tty" in shown and b"frames" in shown and b"MB" in shown and b"skipped" in shown
+
+
+def test_every_recorded_stream_replays_under_its_own_name(tmp_path: Path):
+    out = tmp_path / "two.mcap"
+    with producer("left", *SMALL, "--fps", "50"), producer("right", "--size", "16x8", "--channels", "1", "--fps", "50"):
+        done = cli("record", "left", "right", "--out", str(out), "--frames", "5")
+    assert done.returncode == 0, done.stderr
+    replay = start(["produce", "replay", "--path", str(out), "--loop", "--speed", "0"])
+    try:
+        ready = {read_line(replay).split()[1] for _ in range(2)}
+        assert ready == {"left", "right"}
+        with FrameReader("left") as left, FrameReader("right") as right:
+            a, b = left.wait(10), right.wait(10)
+    finally:
+        code, err = stop(replay)
+    assert code == 0, err
+    assert a.image.shape == (H, W, 3) and b.image.shape == (8, 16) and right.info.pixel_format == "GRAY"
+
+
+def test_info_counts_gaps_and_restarts():
+    from viewer.recording.info import StreamSummary
+    from viewer.recording.mapping import Description
+
+    summary = StreamSummary(Description("s", (2, 2), "uint8", "GRAY", 0))
+    for index, stamp in [(5, 0), (6, 10**8), (9, 2 * 10**8), (10, 3 * 10**8), (0, 4 * 10**8), (1, 5 * 10**8)]:
+        summary.add(index, stamp)
+    assert (summary.frames, summary.gaps, summary.missing, summary.restarts) == (6, [(7, 8)], 2, 1)
+    assert summary.fps == pytest.approx(10.0)
+    assert "1 gap (2 frames missing: 7-8), 1 restart" in summary.line()
