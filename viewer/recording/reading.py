@@ -92,11 +92,16 @@ class Recording:
                     elif isinstance(record, Footer):
                         self.complete = True
             except (EOFError, struct.error, ValueError, _mcap_error()) as exc:
-                self.problem = f"cut short after {f.tell():,} of {self.path.stat().st_size:,} bytes ({_say(exc)})"
+                log.debug("%s stops being readable at byte %d: %s", self.path, f.tell(), _say(exc))
+                self.problem = f"cut short (its writer never finished it): {self._readable(f.tell())}"
         if not self.complete and self.problem is None:
-            self.problem = "cut short: no footer"
-        if self.complete is False and self.problem:
-            log.info("%s: %s", self.path, self.problem)
+            self.problem = "cut short (no summary at its end)"
+
+    def _readable(self, upto: int) -> str:
+        """Where the readable part of a cut-short file ends, as text (an unfinished chunk
+        past it is left out)."""
+        size = self.path.stat().st_size
+        return f"{upto:,} of {size:,} bytes readable"
 
 
 def _channel(channel: Any, schema: Any, names: set[str] | None) -> tuple[str, M.Description, str, Any] | None:
