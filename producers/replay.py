@@ -49,12 +49,17 @@ def replay(
             writers[desc.name] = writer
             print(_ready_line(new_name, desc, writer, slots), file=out, flush=True)
         _play(rec, writers, loop, speed, stopping)
-        why = f"signal {stopping.signal}" if isinstance(stopping, SignalStop) and stopping.is_set() else (
-            "asked to stop" if stopping.is_set() else "end of recording")
         for w in writers.values():
             n = w.frames_written
-            print(f"stream {w.name} stopped after {n:,} frame{'' if n == 1 else 's'}: {why}", file=out, flush=True)
+            print(f"stream {w.name} stopped after {n:,} frame{'' if n == 1 else 's'}: {_why(stopping)}",
+                  file=out, flush=True)
         return {w.name: w.frames_written for w in writers.values()}
+
+
+def _why(stop: Stop) -> str:
+    if not stop.is_set():
+        return "end of recording"
+    return f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
 
 
 def _choose(rec: Recording, path: Path, stream: str | None, name: str | None) -> dict[Description, str]:
