@@ -106,6 +106,9 @@ def _add_produce(sub: argparse._SubParsersAction) -> None:
                          "(default: keep it, with black bars)")
         src.add_argument("--letterbox", dest="stretch", action="store_false", help=argparse.SUPPRESS)  # old name
         src.set_defaults(func=_produce_source)
+    from viewer.recording import cli as recording
+
+    recording.add_replay(kinds, EXIT_CODES)
     for src in (syn, cam, vid, fold):
         src.add_argument("--name", required=True, help="stream name, e.g. cam0")
         src.add_argument("--frames", type=T.POSITIVE, metavar="N", help="stop after this many frames (default: never)")
@@ -160,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_produce(sub)
     _add_view(sub)
+    from viewer.recording import cli as recording
+
+    recording.add_record(sub, EXIT_CODES)
 
     lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
     lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")

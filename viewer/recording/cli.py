@@ -1,0 +1,87 @@
+"""The command line of recording: ``record``, ``info`` and ``produce replay``, their
+arguments and what they run. viewer/__main__.py adds them to its parser; nothing heavy is
+imported until a command runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from viewer import cli_types as T
+from viewer.protocol import MAX_SLOTS
+
+RECORD_EXAMPLES = """examples:
+  shmview record cam0 --out clip.mcap --seconds 10      # opens in Foxglove as it is
+  shmview record cam0 cam1 --out run.mcap --frames 1000 --compress lz4
+  shmview record cam0 --out clip.mp4 --seconds 5        # a video to share (lossy)
+  shmview record cam0 --out frames/ --frames 100        # frames/cam0_00000000.png, ...
+
+Ctrl-C or SIGTERM finishes the file. At the end, one line per stream:
+recorded N frames of NAME, skipped K (frames it could not keep up with).
+
+"""
+
+
+def add_replay(kinds: argparse._SubParsersAction, exit_codes: str) -> None:
+    """``produce replay``, under ``produce``."""
+    rep = kinds.add_parser("replay", help="a recording (shmview record MCAP), exactly as recorded",
+                           epilog=exit_codes)
+    rep.add_argument("--path", required=True, type=Path, help="the .mcap file")
+    rep.add_argument("--stream", help="replay only this recorded stream (default: all, each under its name)")
+    rep.add_argument("--name", help="publish under this name (one stream only)")
+    rep.add_argument("--loop", action="store_true", help="start over at the end")
+    rep.add_argument("--speed", type=T.FPS, metavar="X", default=1.0,
+                     help="1 as recorded, 2 twice as fast; 0: as fast as possible")
+    rep.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
+    rep.set_defaults(func=run_replay, parser=rep)
+
+
+def add_record(sub: argparse._SubParsersAction, exit_codes: str) -> None:
+    """``record`` and ``info``."""
+    rec = sub.add_parser("record", help="record streams to MCAP (Foxglove), a video, or images",
+                         epilog=RECORD_EXAMPLES + exit_codes)
+    rec.add_argument("names", nargs="+", metavar="NAME", help="stream name(s)")
+    rec.add_argument("--out", required=True, metavar="FILE",  # a str: a Path drops the slash of "DIR/"
+                     help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame")
+    rec.add_argument("--frames", type=T.POSITIVE, metavar="N",
+                     help="stop after N frames of each stream (default: never)")
+    rec.add_argument("--seconds", type=T.number(float, 0, above=True), metavar="S", help="stop after S seconds")
+    rec.add_argument("--compress", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
+    rec.add_argument("--timeout", type=T.number(float, 0), metavar="S", default=5.0,
+                     help="seconds to wait for each stream to appear")
+    rec.set_defaults(func=run_record)
+    info = sub.add_parser("info", help="what a recording holds", epilog=exit_codes)
+    info.add_argument("path", type=Path, metavar="FILE.mcap", help="a recording")
+    info.set_defaults(func=run_info)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from producers.replay import ReplayArgumentError, replay
+
+    try:
+        replay(args.path, stream=args.stream, name=args.name, loop=args.loop, speed=args.speed, slots=args.slots)
+    except ReplayArgumentError as exc:
+        args.parser.error(str(exc))  # a usage error, exit 2
+    return 0
+
+
+def run_record(args: argparse.Namespace) -> int:
+    from producers.quiet import quiet_environment
+    from producers.service import SignalStop
+    from viewer.recording.command import record
+
+    quiet_environment()  # a video goes through OpenCV and FFmpeg, which talk on stderr
+    with SignalStop.installed() as stop:
+        tallies = record(args.names, args.out, frames=args.frames, seconds=args.seconds,
+                         compression=args.compress, timeout=args.timeout, stop=stop)
+    for tally in tallies:
+        print(tally.line(), flush=True)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from viewer.recording.info import report
+
+    for line in report(args.path):
+        print(line)
+    return 0
