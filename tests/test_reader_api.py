@@ -84,3 +84,21 @@ def test_a_following_reader_moves_to_the_restarted_producer():
                 assert r.state == LIVE
         finally:
             r.close()
+
+
+def test_a_reader_that_fell_behind_catches_up_through_the_ring():
+    with FrameWriter("behind", (4, 4), slots=8) as w, FrameReader("behind") as r:
+        w.write(np.full((4, 4), 0, np.uint8))
+        frames = r.frames(timeout=5)
+        assert next(frames).index == 0
+        for k in range(1, 7):  # six frames while the reader looks away: the ring holds them all
+            w.write(np.full((4, 4), k, np.uint8))
+        got = [next(frames) for _ in range(6)]
+        assert [f.index for f in got] == [1, 2, 3, 4, 5, 6] and r.skipped == 0
+        assert [int(f.image[0, 0]) for f in got] == [1, 2, 3, 4, 5, 6]
+        assert r.read(index=6).index == 6 and r.read(index=7) is None
+        for k in range(7, 20):  # more than the ring holds: the oldest are gone, and counted
+            w.write(np.full((4, 4), k, np.uint8))
+        first = next(frames)
+        assert first.index > 7 and r.skipped == first.index - 7
+        assert r.read(index=1) is None  # overwritten long ago

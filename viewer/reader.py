@@ -159,10 +159,13 @@ class FrameReader(_Closing):
         with self._att.mapping.reading(self.name) as (_, v):
             return int(v.state[0]) == P.STATE_CLOSED
 
-    def read(self, out: np.ndarray | None = None) -> Frame | None:
+    def read(self, out: np.ndarray | None = None, *, index: int | None = None) -> Frame | None:
         """The newest complete frame, or None before the first one. Never torn.
 
         ``out`` (same shape and dtype) receives the pixels instead of a new array.
+        ``index``: that frame instead of the newest, if the ring still holds it (with N
+        slots, the newest N - 1 frames); None if it is not written yet or already
+        overwritten. A reader that fell behind catches up this way, frame by frame.
         """
         if self.follow:
             self._follow()
@@ -174,7 +177,7 @@ class FrameReader(_Closing):
         image = np.empty(lay.shape, lay.dtype) if out is None else out
         with self._att.mapping.reading(self.name) as (_, v):
             for _ in range(MAX_READ_ATTEMPTS):
-                slot, seq = self._newest_slot(v)
+                slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
                 if slot is None:
                     return None
                 if slot < 0:
@@ -247,6 +250,18 @@ class FrameReader(_Closing):
         seq = int(words[0])
         return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
 
+    def _slot_of(self, v: _Views, k: int) -> tuple[int | None, int]:
+        """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
+        yet or its slot has moved on to a later frame; -1 while that slot is being written."""
+        n = int(v.published[0])
+        if not 0 <= k < n:
+            return None, 0
+        slot = k % self.layout.slot_count
+        words = v.words[slot]
+        seq = int(words[0])
+        # Odd: the writer is already overwriting frame k with a later one. Either way, gone.
+        return (None, 0) if seq & 1 or int(words[1]) != k else (slot, seq)
+
     @staticmethod
     def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
@@ -293,13 +308,16 @@ class FrameReader(_Closing):
         StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
         (and the reader does not follow).
         """
+        return self._wait(timeout, after, next_first=False)
+
+    def _wait(self, timeout: float, after: int | None, *, next_first: bool) -> Frame:
         deadline = time.monotonic() + _seconds(timeout)
         delay, generation = _BACKOFF_S[0], self.generation
         while True:
             self._follow()
             if self.generation != generation:
                 after, generation = None, self.generation
-            frame = self._newer_than(after)
+            frame = self._newer_than(after, next_first=next_first)
             if frame is not None:
                 return frame
             left = deadline - time.monotonic()
@@ -311,14 +329,16 @@ class FrameReader(_Closing):
             delay = min(delay * 2, _BACKOFF_S[1])
 
     def frames(self, timeout: float = 5.0) -> Iterator[Frame]:
-        """New frames as they come, each at most once, until the stream ends (a
-        following reader goes on across restarts). Frames it could not keep up with are
-        counted in ``skipped``. StreamTimeoutError if none comes within ``timeout`` s."""
+        """New frames as they come, each at most once and in order, until the stream ends
+        (a following reader goes on across restarts). The first is the newest; after that,
+        a reader that fell behind catches up through the ring (which holds the producer's
+        last ``slots`` frames), so only frames already overwritten are missed, and counted
+        in ``skipped``. StreamTimeoutError if none comes within ``timeout`` s."""
         _seconds(timeout)  # refused now, not at the first wait
         last, generation = None, self.generation
         while True:
             try:
-                frame = self.wait(timeout, after=last)
+                frame = self._wait(timeout, last, next_first=True)
             except StreamGoneError:
                 return
             assert frame.index is not None
@@ -327,11 +347,11 @@ class FrameReader(_Closing):
             last, generation = frame.index, self.generation
             yield frame
 
-    def _newer_than(self, after: int | None) -> Frame | None:
+    def _newer_than(self, after: int | None, *, next_first: bool = False) -> Frame | None:
         written = self.frames_written
         if written and (after is None or written - 1 > after):
             try:
-                return self.read()
+                return (self._oldest_after(after, written) if next_first else None) or self.read()
             except BusyError:
                 return None  # a writer stuck mid-frame: keep waiting, up to the deadline
         now = time.monotonic()
@@ -339,6 +359,16 @@ class FrameReader(_Closing):
             self._next_gone_check = now + CHECK_EVERY_S
             if self._state() == GONE:
                 raise StreamGoneError(f"stream {self.name!r} ended", name=self.name)
+        return None
+
+    def _oldest_after(self, after: int | None, written: int) -> Frame | None:
+        """The first frame after ``after`` that the ring still holds (None if none is)."""
+        if after is None:
+            return None
+        for k in range(max(after + 1, written - self.layout.slot_count), written):
+            frame = self.read(index=k)
+            if frame is not None:
+                return frame
         return None
 
     # -- where the stream stands ---------------------------------------------------------
