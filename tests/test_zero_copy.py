@@ -80,3 +80,15 @@ def test_apply_under_a_flooding_writer_in_another_process_is_never_torn():
     torn = [(k, lo, hi) for k, lo, hi in results if not lo == hi == k % 256]
     assert torn == [] and len({k for k, _, _ in results}) > 10
     assert writer.exitcode == 0
+
+
+def test_a_view_of_an_earlier_frame_while_the_ring_holds_it():
+    with FrameWriter("earlier", (4, 4), slots=4) as w, FrameReader("earlier") as r:
+        for k in range(3):
+            w.write(np.full((4, 4), k + 1, np.uint8))
+        assert r.apply(lambda f: (f.index, int(f.image[0, 0])), index=1) == (1, 2)
+        for k in range(3, 8):
+            w.write(np.full((4, 4), k + 1, np.uint8))
+        assert r.apply(lambda f: f.index, index=1) is None  # overwritten: gone
+        with r.view(index=7) as frame:
+            assert frame.index == 7 and frame.image.max() == 8

@@ -190,19 +190,20 @@ class FrameReader(_Closing):
         raise self._busy()
 
     @contextmanager
-    def view(self) -> Iterator[Frame | None]:
+    def view(self, *, index: int | None = None) -> Iterator[Frame | None]:
         """The newest frame without a copy: ``image`` is a read-only view of the slot
         (``meta`` is decoded, so it is yours).
 
         Use it inside the block only (copy what you keep). On leaving, the slot is checked:
         if the writer reused it meanwhile, TornFrameError says that whatever was computed
-        inside may mix two frames. Yields None before the first frame. While the block
-        runs, close() (from another thread) waits for it.
+        inside may mix two frames. Yields None before the first frame (or, with ``index``,
+        when the ring no longer holds that frame). While the block runs, close() (from
+        another thread) waits for it.
         """
         if self.follow:
             self._follow()
         with self._att.mapping.reading(self.name) as (_, v):
-            slot, seq = self._stable_slot(v)
+            slot, seq = self._stable_slot(v, index)
             if slot is None:
                 yield None
                 return
@@ -215,14 +216,15 @@ class FrameReader(_Closing):
                 which = "the newest frame" if frame is None else f"frame {frame.index}"
                 raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
 
-    def apply(self, fn: Callable[[Frame], T]) -> T | None:
+    def apply(self, fn: Callable[[Frame], T], *, index: int | None = None) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
         MAX_READ_ATTEMPTS times) until the writer left the slot alone for the whole call,
-        so the result never comes from a torn frame. None before the first frame.
-        ``fn`` must not keep the view: copy out what it needs."""
+        so the result never comes from a torn frame. None before the first frame, or
+        when the ring no longer holds frame ``index``. ``fn`` must not keep the view:
+        copy out what it needs."""
         for _ in range(MAX_READ_ATTEMPTS):
             try:
-                with self.view() as frame:
+                with self.view(index=index) as frame:
                     if frame is None:
                         return None
                     result = fn(frame)
@@ -231,9 +233,9 @@ class FrameReader(_Closing):
             return result
         raise self._busy()
 
-    def _stable_slot(self, v: _Views) -> tuple[int | None, int]:
+    def _stable_slot(self, v: _Views, index: int | None = None) -> tuple[int | None, int]:
         for _ in range(MAX_READ_ATTEMPTS):
-            slot, seq = self._newest_slot(v)
+            slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
             if slot is None or slot >= 0:
                 return slot, seq
         raise self._busy()

@@ -137,12 +137,19 @@ class _Follower(threading.Thread):
             taken += 1
 
     def _newer(self, last: int) -> Frame | None:
-        """The newest frame if its index is above ``last``, copied once out of its slot."""
+        """The first frame after ``last`` that the ring still holds (so a follower that was
+        kept off the CPU for a moment catches up instead of skipping), else the newest;
+        copied once out of its slot."""
         r, generation = self.reader, self.reader.generation
-        if r.frames_written - 1 <= last:
+        written = r.frames_written
+        if written - 1 <= last:
             return None
         try:
-            frame = r.apply(_own_copy)
+            frame = None
+            for k in range(max(last + 1, written - r.layout.slot_count), written) if last >= 0 else ():
+                if (frame := r.apply(_own_copy, index=k)) is not None:
+                    break
+            frame = frame or r.apply(_own_copy)
         except BusyError:  # a writer stuck mid-frame: as if nothing new came
             return None
         if frame is None or r.generation != generation or frame.index is None or frame.index <= last:
