@@ -75,3 +75,15 @@ def test_a_float_frame_that_overflows_its_sum_says_null_without_warnings():
         done = cli("view", "huge", "--json", "--count", "1")
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert json_lines(done.stdout)[0]["sum"] is None
+
+
+def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
+    from pathlib import Path
+
+    with FrameWriter("fine", (2, 2)), FrameWriter("broken", (2, 2)) as broken:
+        with open(Path("/dev/shm") / broken.block_name, "r+b") as f:
+            f.write(b"garbage!")
+        rows = {r["name"]: r for r in json_lines(cli("list", "--json").stdout)[0]}
+        text = cli("list").stdout
+    assert rows["fine"]["error"] is None and "no shmview header" in rows["broken"]["error"]
+    assert any(line.startswith("broken ") and "error:" in line for line in text.splitlines())

@@ -291,19 +291,23 @@ def stream_rows() -> list[dict[str, object]]:
     from viewer.registry import live_records
     from viewer.stream import FrameReader
 
-    rows = []
+    rows: list[dict[str, object]] = []
     for rec in live_records():
         try:
             with FrameReader(rec.name) as reader:
                 frame = reader.read()
                 info, written = reader.info, reader.frames_written
-        except ShmviewError:
-            continue  # vanished or unreadable between listing and attaching
+        except StreamNotFoundError:
+            continue  # ended between listing and attaching
+        except ShmviewError as exc:  # live, but unreadable: shown, never hidden
+            rows.append({"name": rec.name, "block": rec.block, "shape": None, "dtype": None, "pixel_format": None,
+                         "frames": None, "pid": rec.pid, "age_s": None, "error": str(exc)})
+            continue
         age = (time.time_ns() - frame.timestamp_ns) / 1e9 if frame and frame.timestamp_ns else None
         rows.append({
             "name": rec.name, "block": info.block, "shape": list(info.shape), "dtype": info.dtype,
             "pixel_format": info.pixel_format, "frames": written, "pid": rec.pid,
-            "age_s": None if age is None else round(age, 3),
+            "age_s": None if age is None else round(age, 3), "error": None,
         })
     return rows
 
@@ -320,6 +324,9 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = [("NAME", "BLOCK", "SIZE", "FORMAT", "DTYPE", "FRAMES", "PID", "AGE")]
     for r in rows:
+        if r["error"]:
+            table.append((str(r["name"]), str(r["block"]), "error:", str(r["error"]), "", "", str(r["pid"]), ""))
+            continue
         age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
         table.append((
             str(r["name"]), str(r["block"]), size_text(r["shape"]),  # type: ignore[arg-type]
