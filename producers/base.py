@@ -39,6 +39,10 @@ class FrameSource(ABC):
     #: frame fit it. Sources that decode ahead in threads may apply it there.
     prepare: Callable[[np.ndarray], np.ndarray] | None = None
 
+    def __str__(self) -> str:
+        """How errors name the source: the class name unless the source says better."""
+        return f"source {type(self).__name__}"
+
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device or file. Raise an exception naming it if that fails."""
 

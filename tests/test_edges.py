@@ -87,3 +87,22 @@ def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
         text = cli("list").stdout
     assert rows["fine"]["error"] is None and "no shmview header" in rows["broken"]["error"]
     assert any(line.startswith("broken ") and "error:" in line for line in text.splitlines())
+
+
+def test_a_header_rewritten_under_a_running_viewer_is_an_error_it_shows():
+    from pathlib import Path
+
+    from viewer.monitor import ERROR, LIVE, StreamMonitor
+
+    with FrameWriter("rewritten", (2, 2)) as w:
+        w.write(np.zeros((2, 2), np.uint8))
+        monitor = StreamMonitor("rewritten")
+        try:
+            assert monitor.poll().state == LIVE
+            with open(Path("/dev/shm") / w.block_name, "r+b") as f:
+                f.seek(16)
+                f.write((3).to_bytes(4, "little"))  # the height, changed under the viewer
+            status = monitor.poll()
+            assert status.state == ERROR and "header changed" in status.error
+        finally:
+            monitor.close()

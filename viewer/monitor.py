@@ -183,6 +183,7 @@ class StreamMonitor:
         if isinstance(reader, RawReader):
             frame = reader.read(spare)  # a bare array has no counter: every look is new
         else:
+            reader.check_header()  # a header rewritten under us: an error, not stale numbers
             if reader.frames_written == self._seen:
                 return False
             try:

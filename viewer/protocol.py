@@ -143,9 +143,12 @@ def max_frame_bytes() -> int:
     """
     text = os.environ.get(MAX_FRAME_ENV, "")
     try:
-        return int(text) if text else DEFAULT_MAX_FRAME_BYTES
+        value = int(text) if text else DEFAULT_MAX_FRAME_BYTES
     except ValueError:
-        raise FormatError(f"${MAX_FRAME_ENV} must be a number of bytes, got {text!r}") from None
+        value = 0
+    if value < 1:
+        raise FormatError(f"${MAX_FRAME_ENV} must be a positive number of bytes, got {text!r}")
+    return value
 
 
 def _dtype(dtype: object) -> np.dtype:

@@ -48,6 +48,12 @@ class _Attachment:
     layout: P.Layout
     info: StreamInfo
     record: StreamRecord | None  # None when opened by block name
+    fixed: bytes  # the header's write-once bytes, as they were when we attached
+
+
+def _fixed_bytes(buf: memoryview) -> bytes:
+    """The header bytes a writer writes once: everything but state and frames_written."""
+    return bytes(buf[: P.STATE_OFFSET]) + bytes(buf[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4])
 
 
 def _attach(name: str, block_name: str | None) -> _Attachment:
@@ -67,7 +73,8 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    return _Attachment(Mapping(block, _Views.of(block.buf, lay), lay.block_size), lay, info, record)
+    mapping = Mapping(block, _Views.of(block.buf, lay), lay.block_size)
+    return _Attachment(mapping, lay, info, record, _fixed_bytes(block.buf))
 
 
 def _find_live(name: str) -> StreamRecord:
@@ -399,6 +406,13 @@ class FrameReader(_Closing):
         if self.record is None:
             return block.unlinked()
         return self.replaced() or not is_live(self.name)
+
+    def check_header(self) -> None:
+        """ProtocolError if the block's write-once header changed since we attached: only
+        its owner can do that, and then nothing this reader knows of it holds any more."""
+        with self._att.mapping.reading(self.name) as (block, _):
+            if _fixed_bytes(block.buf) != self._att.fixed:
+                raise ProtocolError(f"{self.name}: the block's header changed under the reader", name=self.name)
 
     def replaced(self) -> bool:
         """Whether the stream's name now points to another block (its producer restarted)
