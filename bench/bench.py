@@ -724,6 +724,52 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+# ---- metadata, histogram, recording (issues 13 and 14) -----------------------------------
+
+DETECTIONS = {"detections": [{"label": "person", "score": 0.87, "box": [12 + i, 40, 64, 128]} for i in range(20)]}
+
+
+def histogram_cost(frame: np.ndarray, rounds: int, seconds: float) -> float:
+    from viewer.histogram import histogram
+
+    return per_call(functools.partial(histogram, frame, "BGR", (0, 255)), rounds, seconds)
+
+
+def recording_rate(frame: np.ndarray, compression: str, seconds: float) -> float:
+    """Frames/s the MCAP writer takes (frames varying a little, as a camera's do)."""
+    from viewer.frames import Frame
+    from viewer.recording.mapping import Description
+    from viewer.recording.sinks import McapSink
+
+    desc = Description("bench", frame.shape, "uint8", "BGR", 4096)
+    noisy = [np.clip(frame.astype(np.int16) + k, 0, 255).astype(np.uint8) for k in (-3, 0, 3)]
+    with tempfile.TemporaryDirectory(prefix="shmview-bench-rec-") as folder:
+        sink = McapSink(Path(folder) / "rate.mcap", compression)
+        try:
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                sink.write(desc, Frame(noisy[n % 3], n, time.time_ns()))
+                n += 1
+            sink.flush()
+            return n / (time.perf_counter() - start)
+        finally:
+            sink.close()
+
+
+def extra_rows(lines: list[str], res: dict[str, dict[str, float]], phase: float) -> None:
+    small, big = res["480x640x3"], res["1080x1920x3"]
+    x = small["write_meta"] / small["write"]
+    lines.append(f"| FrameWriter.write with a 20-box detection list as metadata | {us(small['write_meta'])} | "
+                 f"{us(big['write_meta'])} | {x:.2f}x write() without | ≤ 1.1x | {verdict(x <= 1.1)} |")
+    lines.append(f"| histogram of a frame (viewer.histogram, 3 channels) | {us(small['hist'])} | {us(big['hist'])} | "
+                 f"| < 5 ms at 1080x1920x3 | {verdict(big['hist'] < 0.005)} |")
+    for compression in ("zstd", "lz4", "none"):
+        rates = [recording_rate(frames_for(shape)[0], compression, 4 * phase + 1) for shape in SIZES.values()]
+        lines.append(f"| shmview record to MCAP ({compression}): frames/s the writer takes | {rates[0]:,.0f}/s | "
+                     f"{rates[1]:,.0f}/s | | ≥ 60 / ≥ 30 with zstd | "
+                     f"{verdict(rates[0] >= 60 and rates[1] >= 30) if compression == 'zstd' else ''} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter phases (a smoke run)")
@@ -761,7 +807,9 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
         with FrameWriter("bench-cost", shape) as writer, FrameReader("bench-cost") as reader:
             r.update(per_call_interleaved({
                 "copyto": functools.partial(np.copyto, dst, frame), "copyto_ring": cycling_copy(frame, 3),
-                "write": functools.partial(writer.write, frame), "read": reader.read}, rounds, phase))
+                "write": functools.partial(writer.write, frame), "read": reader.read,
+                "write_meta": functools.partial(writer.write, frame, meta=DETECTIONS)}, rounds, phase))
+        r["hist"] = histogram_cost(frame, rounds, phase)
         n = count if shape[0] < 1000 else count // 4
         transports = [("lat_shmview", latency_shmview), ("lat_zmq", latency_zmq), ("lat_pipe", latency_pipe),
                       ("lat_queue", latency_queue)]
@@ -816,6 +864,8 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
     lines.append(f"| producer paced at 100 fps, alone / with 8 readers flooding | {alone:.1f} / {crowded:.1f} fps | | "
                  f"{crowded / alone:.2f}x; torn {torn8} | within 10 %, 0 torn | "
                  f"{verdict(crowded >= 0.9 * alone and torn8 == 0)} |")
+    print("measuring metadata, histogram and recording ...", file=sys.stderr)
+    extra_rows(lines, res, phase)
     print(f"measuring viewer CPU over {idle:g} s ...", file=sys.stderr)
     viewer_pct, producer_pct = viewer_cpu(idle)
     lines.append(f"| viewer window at 300 ms, producer at 30 fps: CPU | {viewer_pct:.2f} % of one core | | "
