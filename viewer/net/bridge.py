@@ -23,6 +23,8 @@ from viewer.writer import FrameWriter
 
 log = logging.getLogger(__name__)
 
+DATA_RING = 16  # frames waiting to be sorted into mailboxes: the oldest go first when full
+TOKEN_QUEUE = 1024  # liveliness changes are never dropped
 META_BYTES = 65536  # mirrored frames carry the remote metadata plus where it came from
 Report = Callable[[str], None]
 
@@ -129,8 +131,33 @@ class Bridge:
         self.mirrors: dict[str, Mirror] = {}
         self._lock = threading.Lock()
         self._refused: set[str] = set()
-        self._tokens = session.liveliness().declare_subscriber(pattern, self._on_token, history=True)
-        self._data = session.declare_subscriber(pattern, self._on_sample)
+        # Channels, not callbacks: no Python code ever runs on Zenoh's own threads (a
+        # callback still in flight while the interpreter exits aborts the process).
+        import zenoh
+
+        self._tokens = session.liveliness().declare_subscriber(
+            pattern, zenoh.handlers.FifoChannel(TOKEN_QUEUE), history=True)
+        self._data = session.declare_subscriber(pattern, zenoh.handlers.RingChannel(DATA_RING))
+        self._threads = [self._drain(self._tokens.handler, self._on_token, "tokens"),
+                         self._drain(self._data.handler, self._on_sample, "frames")]
+
+    @staticmethod
+    def _drain(handler: Any, deliver: Callable[[Any], None], what: str) -> threading.Thread:
+        """A thread handing each sample of ``handler`` to ``deliver``, until the channel
+        closes (its subscriber was undeclared)."""
+        import zenoh
+
+        def run() -> None:
+            while True:
+                try:
+                    sample = handler.recv()
+                except zenoh.ZError:
+                    return
+                deliver(sample)
+
+        thread = threading.Thread(target=run, name=f"bridge-{what}", daemon=True)
+        thread.start()
+        return thread
 
     def _mirror(self, key: str) -> Mirror | None:
         with self._lock:
@@ -163,6 +190,8 @@ class Bridge:
     def close(self) -> None:
         self._data.undeclare()
         self._tokens.undeclare()
+        for thread in self._threads:
+            thread.join()
         with self._lock:
             mirrors, self.mirrors = list(self.mirrors.values()), {}
         for mirror in mirrors:

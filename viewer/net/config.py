@@ -113,16 +113,21 @@ def _put(conf: Any, key: str, value: Any) -> None:
         raise NetError(f"Zenoh config {key} = {value!r}: {exc}") from None
 
 
+def get(conf: Any, key: str) -> Any:
+    """A setting of a zenoh.Config as a Python value (Zenoh hands out JSON text)."""
+    return json.loads(conf.get_json(key))
+
+
 def _set_if_unset(conf: Any, untouched: Any, key: str, value: Any) -> None:
-    if conf.get_json(key) == untouched.get_json(key):
+    if get(conf, key) == get(untouched, key):
         _put(conf, key, value)
 
 
 def _endpoints(conf: Any, untouched: Any, key: str, given: Sequence[str]) -> None:
     """The file's endpoints plus the ones given; never Zenoh's default of listening on
     every interface."""
-    current = conf.get_json(key)
-    from_file = [] if current == untouched.get_json(key) or not isinstance(current, list) else current
+    current = get(conf, key)
+    from_file = [] if current == get(untouched, key) or not isinstance(current, list) else current
     _put(conf, key, [*from_file, *given])
 
 

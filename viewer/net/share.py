@@ -86,6 +86,7 @@ class StreamShare:
             if now >= next_check:
                 next_check = now + LIVENESS_EVERY_S
                 self._set_live(reader.state != GONE)
+            self._answer_queries()
             current = (reader.generation, reader.frames_written)
             if current == seen or current[1] == 0 or now < next_send:
                 self._stop.wait(max(delay, next_send - now))
@@ -122,20 +123,22 @@ class StreamShare:
     def _set_live(self, live: bool) -> None:
         if live and self._token is None:
             self._token = self.session.liveliness().declare_token(self.key)
-            self._queryable = self.session.declare_queryable(self.key, self._answer)
+            self._queryable = self.session.declare_queryable(self.key)  # answered in _serve
         elif not live and self._token is not None:
             self._token.undeclare()
             self._queryable.undeclare()
             self._token = self._queryable = None
 
-    def _answer(self, query: Any) -> None:
-        """What ``list --remote`` shows of this stream."""
-        info = {"key": self.key, "name": self.name, "shape": self.shape, "codec": self.codec,
-                "fps": round(self.fps, 2), "sent": self.sent}
-        try:
-            query.reply(self.key, orjson.dumps(info))
-        except Exception as exc:  # a query whose asker went away: nothing to answer
-            log.debug("query on %s: %s", self.key, exc)
+    def _answer_queries(self) -> None:
+        """What ``list --remote`` shows of this stream. Queries wait in Zenoh's channel
+        for this thread: no Python code runs on Zenoh's own threads."""
+        while self._queryable is not None and (query := self._queryable.try_recv()) is not None:
+            info = {"key": self.key, "name": self.name, "shape": self.shape, "codec": self.codec,
+                    "fps": round(self.fps, 2), "sent": self.sent}
+            try:
+                query.reply(self.key, orjson.dumps(info))
+            except Exception as exc:  # an asker that went away: nothing to answer
+                log.debug("query on %s: %s", self.key, exc)
 
 
 class Sharer:
