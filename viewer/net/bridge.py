@@ -1,11 +1,12 @@
 """``shmview bridge``: remote streams mirrored into local shmview streams.
 
-Each remote key ``shmview/<host>/<name>`` becomes the local stream
-``<prefix><host>.<name>``, written by its own thread from a one-frame mailbox (a newer
-frame replaces one not yet written: newest-frame semantics at this end too). When the
-remote stream's liveliness token goes (its producer stopped, its sharer died, the link
-broke), the local stream is closed, so local viewers say STALE; the next frame opens it
-again, with the new shape if it changed.
+Liveliness drives everything: when the token of a remote key ``shmview/<host>/<name>``
+appears, the bridge subscribes to that key through a one-frame ring (Zenoh keeps only the
+newest frame not yet taken: newest-frame semantics at this end too) and a thread writes
+each frame into the local stream ``<prefix><host>.<name>``. When the token goes (its
+producer stopped, its sharer died, the link broke), the subscription ends and the local
+stream is closed, so local viewers say STALE; when it comes back, so does the stream, in
+its new shape if it changed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from viewer.writer import FrameWriter
 
 log = logging.getLogger(__name__)
 
-DATA_RING = 16  # frames waiting to be sorted into mailboxes: the oldest go first when full
 TOKEN_QUEUE = 1024  # liveliness changes are never dropped
 META_BYTES = 65536  # mirrored frames carry the remote metadata plus where it came from
 Report = Callable[[str], None]
@@ -34,54 +34,40 @@ def mirror_name(prefix: str, host_id: str, name: str) -> str:
 
 
 class Mirror:
-    """One remote stream written into one local stream, on its own thread."""
+    """One live remote stream written into one local stream, on its own thread, from its
+    token's appearance to its disappearance (or the bridge's end)."""
 
-    def __init__(self, key: str, local: str, report: Report) -> None:
+    def __init__(self, session: Any, key: str, local: str, report: Report) -> None:
+        import zenoh
+
         self.key, self.local, self.report = key, local, report
         self.host = key.split("/")[1]
-        self.alive: bool | None = None  # from liveliness: None until a token was seen
-        self._cond = threading.Condition()
-        self._sample: Any = None
-        self._lost = self._stopping = False
         self._writer: FrameWriter | None = None
-        self._thread = threading.Thread(target=self._run, name=f"mirror-{local}", daemon=True)
+        self._subscriber = session.declare_subscriber(key, zenoh.handlers.RingChannel(1))
+        self._thread = threading.Thread(target=self._run, args=(self._subscriber.handler,),
+                                        name=f"mirror-{local}", daemon=True)
         self._thread.start()
 
-    def offer(self, sample: Any) -> None:
-        """A new frame from Zenoh's thread: keep only the newest."""
-        if self.alive is False:
-            return  # a frame still in flight after its stream was declared gone
-        with self._cond:
-            self._sample = sample
-            self._cond.notify()
-
-    def set_alive(self, alive: bool) -> None:
-        with self._cond:
-            self.alive = alive
-            if not alive:
-                self._sample, self._lost = None, True
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+    def stop(self, why: str) -> None:
+        """End the subscription: the thread finishes its frame, closes the stream, ends."""
+        self._why = why
+        self._subscriber.undeclare()
         self._thread.join()
 
-    def _run(self) -> None:
+    def _run(self, frames: Any) -> None:
+        import zenoh
+
         try:
             while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._stopping or self._lost or self._sample is not None)
-                    if self._stopping:
-                        return
-                    sample, lost, self._sample, self._lost = self._sample, self._lost, None, False
-                if lost:
-                    self._close("gone")
-                if sample is not None:
-                    self._write(sample)
+                try:
+                    sample = frames.recv()
+                except zenoh.ZError:  # the channel closed: stop() was called
+                    return
+                self._write(sample)
+        except Exception:  # a bad frame must not take the bridge down; say what happened
+            log.exception("mirroring %s stopped", self.key)
         finally:
-            self._close("bridge stopped")
+            self._close(getattr(self, "_why", "error"))
 
     def _write(self, sample: Any) -> None:
         try:
@@ -91,13 +77,12 @@ class Mirror:
             log.warning("%s: dropped a frame: %s", self.key, exc)
             return
         writer = self._writer_for(head)
-        meta = dict(head.meta or {})
-        meta["_origin"] = {"host": self.host, "key": self.key, "codec": head.codec, "index": head.index}
+        origin = {"host": self.host, "key": self.key, "codec": head.codec, "index": head.index}
         try:
-            writer.write(image, timestamp_ns=head.timestamp_ns, meta=meta)
+            writer.write(image, timestamp_ns=head.timestamp_ns, meta={**(head.meta or {}), "_origin": origin})
         except ShmviewError as exc:  # metadata too big for the mirror: keep the pixels
             log.warning("%s: %s; frame written without its metadata", self.key, exc)
-            writer.write(image, timestamp_ns=head.timestamp_ns, meta={"_origin": meta["_origin"]})
+            writer.write(image, timestamp_ns=head.timestamp_ns, meta={"_origin": origin})
 
     def _writer_for(self, head: Header) -> FrameWriter:
         w = self._writer
@@ -107,7 +92,7 @@ class Mirror:
         self._close("shape changed")
         self._writer = FrameWriter(self.local, head.shape, head.dtype, pixel_format=head.pixel_format,
                                    meta_bytes=META_BYTES)
-        self.report(f"mirroring {self.key} as {self.local} ({head.codec}, {_size(head.shape)} "
+        self.report(f"mirroring {self.key} as {self.local} ({head.codec}, {head.shape[1]}x{head.shape[0]} "
                     f"{head.pixel_format} {head.dtype})")
         return self._writer
 
@@ -118,82 +103,55 @@ class Mirror:
             self.report(f"{self.local} stale: {why}")
 
 
-def _size(shape: tuple[int, ...]) -> str:
-    return f"{shape[1]}x{shape[0]}"
-
-
 class Bridge:
-    """Mirrors every remote stream whose key matches ``pattern``."""
+    """Mirrors every remote stream whose key matches ``pattern``, while it is live."""
 
     def __init__(self, session: Any, pattern: str = f"{KEY_ROOT}/**", prefix: str = "",
                  report: Report = log.info) -> None:
+        import zenoh
+
         self.session, self.pattern, self.prefix, self.report = session, pattern, prefix, report
         self.mirrors: dict[str, Mirror] = {}
-        self._lock = threading.Lock()
         self._refused: set[str] = set()
-        # Channels, not callbacks: no Python code ever runs on Zenoh's own threads (a
+        # A channel, not a callback: no Python code ever runs on Zenoh's own threads (a
         # callback still in flight while the interpreter exits aborts the process).
-        import zenoh
-
         self._tokens = session.liveliness().declare_subscriber(
             pattern, zenoh.handlers.FifoChannel(TOKEN_QUEUE), history=True)
-        self._data = session.declare_subscriber(pattern, zenoh.handlers.RingChannel(DATA_RING))
-        self._threads = [self._drain(self._tokens.handler, self._on_token, "tokens"),
-                         self._drain(self._data.handler, self._on_sample, "frames")]
+        self._thread = threading.Thread(target=self._follow, args=(self._tokens.handler,),
+                                        name="bridge-liveliness", daemon=True)
+        self._thread.start()
 
-    @staticmethod
-    def _drain(handler: Any, deliver: Callable[[Any], None], what: str) -> threading.Thread:
-        """A thread handing each sample of ``handler`` to ``deliver``, until the channel
-        closes (its subscriber was undeclared)."""
+    def _follow(self, tokens: Any) -> None:
         import zenoh
 
-        def run() -> None:
-            while True:
-                try:
-                    sample = handler.recv()
-                except zenoh.ZError:
-                    return
-                deliver(sample)
-
-        thread = threading.Thread(target=run, name=f"bridge-{what}", daemon=True)
-        thread.start()
-        return thread
-
-    def _mirror(self, key: str) -> Mirror | None:
-        with self._lock:
-            if key in self.mirrors or key in self._refused:
-                return self.mirrors.get(key)
-            parts = split_key(key)
+        while True:
             try:
-                if parts is None:
-                    raise InvalidNameError(f"{key} is not a shmview stream key")
-                local = mirror_name(self.prefix, *parts)
-            except InvalidNameError as exc:
-                self._refused.add(key)
-                log.warning("not mirroring %s: %s", key, exc)
-                return None
-            mirror = self.mirrors[key] = Mirror(key, local, self.report)
-            return mirror
+                sample = tokens.recv()
+            except zenoh.ZError:  # the channel closed: close() was called
+                return
+            key = str(sample.key_expr)
+            if sample.kind == zenoh.SampleKind.PUT:
+                self._start(key)
+            elif key in self.mirrors:
+                self.mirrors.pop(key).stop("gone")
 
-    def _on_token(self, sample: Any) -> None:
-        import zenoh
-
-        mirror = self._mirror(str(sample.key_expr))
-        if mirror is not None:
-            mirror.set_alive(sample.kind == zenoh.SampleKind.PUT)
-
-    def _on_sample(self, sample: Any) -> None:
-        mirror = self._mirror(str(sample.key_expr))
-        if mirror is not None:
-            mirror.offer(sample)
+    def _start(self, key: str) -> None:
+        if key in self.mirrors or key in self._refused:
+            return
+        parts = split_key(key)
+        try:
+            if parts is None:
+                raise InvalidNameError(f"{key} is not a shmview stream key")
+            local = mirror_name(self.prefix, *parts)
+        except InvalidNameError as exc:
+            self._refused.add(key)
+            log.warning("not mirroring %s: %s", key, exc)
+            return
+        self.mirrors[key] = Mirror(self.session, key, local, self.report)
 
     def close(self) -> None:
-        self._data.undeclare()
         self._tokens.undeclare()
-        for thread in self._threads:
-            thread.join()
-        with self._lock:
-            mirrors, self.mirrors = list(self.mirrors.values()), {}
-        for mirror in mirrors:
-            mirror.stop()
-
+        self._thread.join()
+        for mirror in self.mirrors.values():
+            mirror.stop("bridge stopped")
+        self.mirrors.clear()

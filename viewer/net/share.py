@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DISCOVER_EVERY_S = 0.5  # how often share-all looks for new streams, a named share for its stream
 LIVENESS_EVERY_S = 0.1  # how often a stream's producer is checked (token declared or not)
-_POLL_S = (0.0001, 0.002)  # first and longest sleep while waiting for a new frame
+_POLL_S = (0.0001, 0.0005)  # first and longest sleep while waiting for a new frame
 
 Report = Callable[[str], None]
 
@@ -57,7 +57,7 @@ class StreamShare:
         import zenoh
 
         self._publisher = self.session.declare_publisher(
-            self.key, congestion_control=zenoh.CongestionControl.DROP)
+            self.key, congestion_control=zenoh.CongestionControl.DROP, express=True)
         try:
             while not self._stop.is_set():
                 reader = self._open()
