@@ -141,7 +141,7 @@ def zmq_sender(port: int, shape, codec: str, fps: float, stop) -> None:
     def step(k: int) -> None:
         stamp = str(time.time_ns())
         if codec == "jpeg":
-            ok, jpg = cv2.imencode(".jpg", frames[k % 8], [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+            _, jpg = cv2.imencode(".jpg", frames[k % 8], [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
             sender.send_jpg(stamp, jpg)
         else:
             sender.send_image(stamp, frames[k % 8])

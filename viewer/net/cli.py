@@ -48,6 +48,18 @@ def _host_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _pattern(text: str) -> str:
+    from viewer.net.config import NetError, _zenoh
+
+    try:
+        zenoh = _zenoh()
+        return str(zenoh.KeyExpr.autocanonize(text))
+    except NetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except zenoh.ZError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Zenoh key pattern such as shmview/robot1/*") from None
+
+
 def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
     if listen:
         p.add_argument("--listen", action="append", type=check_endpoint, metavar="ENDPOINT",
@@ -76,7 +88,7 @@ def add_share(sub: argparse._SubParsersAction, epilog: str) -> argparse.Argument
 def add_bridge(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("bridge", help="mirror remote streams into local ones (Zenoh)",
                        epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{epilog}")
-    p.add_argument("pattern", nargs="?", default=f"{KEY_ROOT}/**",
+    p.add_argument("pattern", nargs="?", type=_pattern, default=f"{KEY_ROOT}/**",
                    help="Zenoh key pattern of the streams to mirror, e.g. shmview/robot1/*")
     add_network_options(p)
     p.add_argument("--prefix", default="", help="put this before each local name: <prefix><host-id>.<name>")

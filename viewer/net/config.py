@@ -81,10 +81,18 @@ def check_endpoint(text: str) -> str:
     return text
 
 
+def _zenoh() -> Any:
+    try:
+        import zenoh
+    except ImportError:
+        raise NetError("the network commands need Eclipse Zenoh: pip install 'shmview[net]'") from None
+    return zenoh
+
+
 def zenoh_config(opts: NetOptions) -> Any:
     """A zenoh.Config: the user's file (if any), then the endpoints given, then shmview's
     safety defaults for whatever the file left unset."""
-    import zenoh
+    zenoh = _zenoh()
 
     try:
         conf = zenoh.Config.from_file(str(opts.config_file)) if opts.config_file else zenoh.Config()
@@ -132,8 +140,7 @@ def _endpoints(conf: Any, untouched: Any, key: str, given: Sequence[str]) -> Non
 
 
 def open_session(opts: NetOptions) -> Any:
-    import zenoh
-
+    zenoh = _zenoh()
     conf = zenoh_config(opts)
     try:
         return zenoh.open(conf)
