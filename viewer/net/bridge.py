@@ -64,6 +64,8 @@ class Mirror:
                 except zenoh.ZError:  # the channel closed: stop() was called
                     return
                 self._write(sample)
+        except ShmviewError as exc:  # the local name taken by a producer here, no room in /dev/shm...
+            log.error("not mirroring %s as %s: %s", self.key, self.local, exc)
         except Exception:  # a bad frame must not take the bridge down; say what happened
             log.exception("mirroring %s stopped", self.key)
         finally:

@@ -121,12 +121,30 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
             signal.signal(s, handler)
 
 
+def _keep_big_buffers() -> None:
+    """Each frame passes through new multi-megabyte buffers (bytes for Zenoh, Zenoh's own):
+    glibc would map and unmap each one, and page-fault every page of it again (about 0.5 ms
+    a 640x480x3 frame). Keep such buffers on the heap instead, and the heap untrimmed."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(name)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(m_mmap_threshold, 64 << 20)
+        libc.mallopt(m_trim_threshold, 256 << 20)
+
+
 def run_share(args: argparse.Namespace) -> None:
     from viewer.net.share import Sharer
     from viewer.registry import validate_name
 
     for name in args.names:
         validate_name(name)
+    _keep_big_buffers()
     with _stopped_by_signals() as stop:
         session = open_session(options(args))
         try:
@@ -142,6 +160,7 @@ def run_share(args: argparse.Namespace) -> None:
 def run_bridge(args: argparse.Namespace) -> None:
     from viewer.net.bridge import Bridge
 
+    _keep_big_buffers()
     with _stopped_by_signals() as stop:
         session = open_session(options(args))
         try:
