@@ -8,6 +8,7 @@ them in a network namespace of their own to be sure (see the README's test comma
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import subprocess
@@ -177,6 +178,26 @@ def test_killed_sharer_makes_the_mirror_stale_within_2_s_then_live_after_a_resta
             wait_for(lambda: monitor.poll().state == "live", what="the mirror live again")
             assert monitor.poll().frame is not None
         monitor.close()
+
+
+def test_a_stopped_producer_makes_the_mirror_stale_and_its_restart_live_again():
+    port = free_port()
+    with share(port, "cam0"), bridge(port):
+        with producer("cam0", "--size", SIZE, "--fps", "30"):
+            monitor = StreamMonitor("robot.cam0")
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live")
+        wait_for(lambda: monitor.poll().state == "stale", what="the mirror stale once its producer stopped")
+        with producer("cam0", "--size", SIZE, "--fps", "30"):
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live again")
+        monitor.close()
+
+
+def test_max_fps_sends_only_some_frames():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share(port, "cam0", extra=("--max-fps", "5")), \
+            bridge(port), open_mirror("robot.cam0") as mirror:
+        indices = [origin_index(f) for _, f in zip(range(4), mirror.frames(timeout=10), strict=False)]
+    assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
 
 
 def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones():
