@@ -242,6 +242,11 @@ def test_list_remote_shows_host_shape_codec_and_rate():
     assert row["shape"] == [H, W, 3] and row["codec"] == "png" and row["fps"] > 0
 
 
+def test_list_remote_with_nobody_there_says_so():
+    result = cli("list", "--remote", "--connect", local(free_port()))
+    assert result.returncode == 1 and "no Zenoh peer or router reached" in result.stderr
+
+
 @pytest.mark.parametrize("command", [["share", "cam0"], ["bridge"], ["list", "--remote"]])
 def test_no_endpoint_is_a_usage_error(command):
     result = cli(*command)

@@ -8,13 +8,17 @@ from typing import Any
 
 import orjson
 
-from viewer.net.config import KEY_ROOT, split_key
+from viewer.net.config import KEY_ROOT, NetError, split_key
 
 log = logging.getLogger(__name__)
 
 
 def remote_rows(session: Any, timeout: float = 2.0, pattern: str = f"{KEY_ROOT}/**") -> list[dict[str, Any]]:
-    """One dict per live remote stream: host, name, key, shape, codec, fps, sent."""
+    """One dict per live remote stream: host, name, key, shape, codec, fps, sent.
+    NetError when no peer or router could be reached: "no streams" would be a lie."""
+    info = session.info
+    if not (list(info.peers_zid()) or list(info.routers_zid())):
+        raise NetError("no Zenoh peer or router reached (is share or zenohd running there?)")
     keys = sorted({str(r.ok.key_expr) for r in session.liveliness().get(pattern, timeout=timeout) if r.ok})
     infos = _infos(session, pattern, timeout)
     rows = []
