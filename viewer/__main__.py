@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
     lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")
     lst.set_defaults(func=_list)
+    _add_net(sub, lst)
 
     demo = sub.add_parser("demo", help="a synthetic producer and a viewer in one command", epilog=EXIT_CODES)
     from producers.synthetic import PATTERNS
@@ -180,6 +181,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=T.POSITIVE, metavar="N", help="headless: exit after N refreshes (default: never)")
     demo.set_defaults(func=_demo)
     return p
+
+
+def _add_net(sub: argparse._SubParsersAction, lst: argparse.ArgumentParser) -> None:
+    """share, bridge and list --remote: beyond one machine, through Zenoh (viewer/net/)."""
+    from viewer.net import cli as net
+
+    net.add_share(sub, EXIT_CODES).set_defaults(func=_share)
+    net.add_bridge(sub, EXIT_CODES).set_defaults(func=_bridge)
+    net.add_remote_options(lst)
+
+
+def _net_endpoints(args: argparse.Namespace, command: str) -> None:
+    """Nothing goes on a network the user did not name."""
+    if not (getattr(args, "listen", None) or args.connect or args.zenoh_config or args.scout):
+        raise UsageError(f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
+                         "(or --zenoh-config FILE, or --scout)")
+
+
+def _share(args: argparse.Namespace) -> int:
+    _net_endpoints(args, "share")
+    from viewer.net.cli import run_share
+
+    run_share(args)
+    return EXIT_OK
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    _net_endpoints(args, "bridge")
+    from viewer.net.cli import run_bridge
+
+    run_bridge(args)
+    return EXIT_OK
 
 
 def _quiet_opencv(verbose: bool) -> None:
@@ -313,6 +346,12 @@ def stream_rows() -> list[dict[str, object]]:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.remote:
+        _net_endpoints(args, "list --remote")
+        from viewer.net.cli import list_remote
+
+        list_remote(args)
+        return EXIT_OK
     from viewer.imaging import size_text
 
     rows = stream_rows()

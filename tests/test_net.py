@@ -1,0 +1,314 @@
+"""shmview beyond one machine: share, bridge and list --remote over Zenoh, through real
+processes, on loopback only.
+
+Every endpoint here is an explicit tcp/127.0.0.1:<free port>, and every session has
+multicast scouting off (shmview's default), so nothing is sent to any other address. Run
+them in a network namespace of their own to be sure (see the README's test command).
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from producers.synthetic import SyntheticSource
+from tests.helpers import CLI, cli, json_lines, producer, wait_for
+from viewer import FrameReader, FrameWriter
+from viewer.errors import StreamNotFoundError
+from viewer.monitor import StreamMonitor
+from viewer.net.codec import Header, codec_for, decode, encode
+from viewer.net.config import NetOptions, clean_host_id, get, split_key, stream_key, zenoh_config
+
+H, W = 120, 160  # small frames: the tests are about behaviour, the benchmark about speed
+SIZE = f"{W}x{H}"
+JPEG_MIN_PSNR_DB = 30.0  # quality 90, gradient pattern (its wrap from 255 to 0 is a hard edge)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local(port: int) -> str:
+    return f"tcp/127.0.0.1:{port}"
+
+
+@pytest.fixture(autouse=True)
+def no_zenoh_files() -> Iterator[None]:
+    """Zenoh's own shared-memory transport leaves *.zenoh files in /dev/shm: never ours."""
+    before = set(Path("/dev/shm").glob("*.zenoh"))
+    yield
+    left = set(Path("/dev/shm").glob("*.zenoh")) - before
+    assert not left, f"Zenoh files left in /dev/shm: {sorted(p.name for p in left)}"
+
+
+class Lines:
+    """What a process prints, collected by a thread (a selector on a buffered text pipe
+    misses lines that arrived together)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait(self, prefix: str) -> str:
+        def seen():
+            if self.proc.poll() is not None and not any(x.startswith(prefix) for x in self.lines):
+                raise AssertionError(f"{self.proc.args} exited {self.proc.returncode}: {self.lines}")
+            return next((x for x in self.lines if x.startswith(prefix)), None)
+
+        return wait_for(seen, what=f"a line starting {prefix!r}")
+
+
+def started(args: list[str]) -> tuple[subprocess.Popen, Lines]:
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, Lines(proc)
+
+
+def ended(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    """Signal ``proc`` and reap it; its exit code (its stdout belongs to its Lines)."""
+    if proc.stderr.closed:
+        return proc.returncode  # ended before, on purpose
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert sig == signal.SIGKILL or proc.returncode == 0, f"{proc.args} exit {proc.returncode}: {err}"
+    return proc.returncode
+
+
+@contextmanager
+def running(args: list[str], ready: str) -> Iterator[Lines]:
+    """A shmview process that printed a line starting with ``ready``; SIGTERM at the end."""
+    proc, lines = started(args)
+    try:
+        lines.wait(ready)
+        yield lines
+    finally:
+        ended(proc)
+        lines._thread.join(5)
+        proc.stdout.close()
+
+
+def share(port: int, *names: str, mode: str = "--listen", extra: tuple[str, ...] = ()):
+    return running(["share", *names, mode, local(port), "--host-id", "robot", *extra], "share:")
+
+
+def bridge(port: int, *extra: str, mode: str = "--connect"):
+    return running(["bridge", mode, local(port), *extra], "bridge:")
+
+
+def open_mirror(name: str) -> FrameReader:
+    return wait_for(lambda: _try_open(name), what=f"mirrored stream {name}")
+
+
+def _try_open(name: str) -> FrameReader | None:
+    try:
+        return FrameReader(name, follow=True)
+    except StreamNotFoundError:
+        return None
+
+
+def origin_index(frame) -> int:
+    return frame.meta["_origin"]["index"]
+
+
+# -- through real processes ---------------------------------------------------------------
+
+
+def test_solid_stream_shared_raw_arrives_bit_exact_and_in_order():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share(port, "cam0"), bridge(port), \
+            open_mirror("robot.cam0") as mirror:
+        frames = [f for _, f in zip(range(40), mirror.frames(timeout=10), strict=False)]
+    indices = [origin_index(f) for f in frames]
+    assert indices == sorted(set(indices)), "frames out of order or repeated"
+    for f in frames:
+        assert f.image.shape == (H, W, 3)
+        assert int(f.image.sum(dtype=np.uint64)) == (origin_index(f) % 256) * H * W * 3
+        assert f.meta["_origin"] == {"host": "robot", "key": "shmview/robot/cam0", "codec": "raw",
+                                     "index": origin_index(f)}
+
+
+def test_jpeg_arrives_within_the_stated_error():
+    port = free_port()
+    reference = SyntheticSource("gradient", W, H, 3)
+    with producer("cam0", "--size", SIZE, "--fps", "30", pattern="gradient"), \
+            share(port, "cam0", extra=("--codec", "jpeg", "--quality", "90")), bridge(port), \
+            open_mirror("robot.cam0") as mirror:
+        frames = [f for _, f in zip(range(10), mirror.frames(timeout=10), strict=False)]
+    for f in frames:
+        assert f.meta["_origin"]["codec"] == "jpeg"
+        error = f.image.astype(np.float64) - reference._gradient(origin_index(f))
+        psnr = 10 * np.log10(255**2 / np.mean(error**2))
+        assert psnr >= JPEG_MIN_PSNR_DB, psnr
+
+
+def test_killed_sharer_makes_the_mirror_stale_within_2_s_then_live_after_a_restart():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "30"), bridge(port, mode="--listen"):
+        args = ["share", "cam0", "--connect", local(port), "--host-id", "robot"]
+        with running(args, "share:") as sharer:
+            sharer.wait("sharing cam0")
+            monitor = StreamMonitor("robot.cam0")
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live")
+            ended(sharer.proc, signal.SIGKILL)
+            wait_for(lambda: monitor.poll().state == "stale", timeout=2.0, what="STALE within 2 s")
+        with running(args, "share:"):
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live again")
+            assert monitor.poll().frame is not None
+        monitor.close()
+
+
+def test_a_stopped_producer_makes_the_mirror_stale_and_its_restart_live_again():
+    port = free_port()
+    with share(port, "cam0"), bridge(port):
+        with producer("cam0", "--size", SIZE, "--fps", "30"):
+            monitor = StreamMonitor("robot.cam0")
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live")
+        wait_for(lambda: monitor.poll().state == "stale", what="the mirror stale once its producer stopped")
+        with producer("cam0", "--size", SIZE, "--fps", "30"):
+            wait_for(lambda: monitor.poll().state == "live", what="the mirror live again")
+        monitor.close()
+
+
+def test_max_fps_sends_only_some_frames():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share(port, "cam0", extra=("--max-fps", "5")), \
+            bridge(port), open_mirror("robot.cam0") as mirror:
+        indices = [origin_index(f) for _, f in zip(range(4), mirror.frames(timeout=10), strict=False)]
+    assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
+
+
+def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones():
+    port = free_port()
+    with share(port), bridge(port, "--prefix", "a."), bridge(port, "--prefix", "b."), \
+            producer("late", "--size", SIZE, "--fps", "30"):
+        for name in ("a.robot.late", "b.robot.late"):
+            with open_mirror(name) as mirror:
+                frame = mirror.wait(10)
+                assert int(frame.image.sum(dtype=np.uint64)) == (origin_index(frame) % 256) * H * W * 3
+
+
+def test_a_producer_that_changes_shape_is_mirrored_in_its_new_shape_with_metadata():
+    port = free_port()
+    with share(port, "var"), bridge(port, "shmview/robot/*"):
+        for shape in ((H, W, 3), (2 * H, W)):
+            with FrameWriter("var", shape) as writer:
+                def arrived(writer=writer, shape=shape):
+                    writer.write(np.full(shape, 7, np.uint8), meta={"boxes": [[1, 2, 3, 4]]})
+                    mirror = _try_open("robot.var")
+                    if mirror is None:
+                        return None
+                    with mirror:
+                        frame = mirror.read()
+                    return frame if frame is not None and frame.image.shape == shape else None
+
+                frame = wait_for(arrived, what=f"a mirrored frame of shape {shape}")
+                assert frame.meta["boxes"] == [[1, 2, 3, 4]] and int(frame.image.max()) == 7
+
+
+def test_list_remote_shows_host_shape_codec_and_rate():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "30"), share(port, "cam0", extra=("--codec", "png")) as sharer:
+        sharer.wait("sharing cam0")
+
+        def listed():
+            rows = json_lines(cli("list", "--remote", "--connect", local(port), "--json").stdout)[0]
+            return rows if rows and rows[0]["fps"] else None
+
+        (row,) = wait_for(listed, what="the remote stream listed with a rate")
+    assert row["host"] == "robot" and row["name"] == "cam0" and row["key"] == "shmview/robot/cam0"
+    assert row["shape"] == [H, W, 3] and row["codec"] == "png" and row["fps"] > 0
+
+
+def test_list_remote_with_nobody_there_says_so():
+    result = cli("list", "--remote", "--connect", local(free_port()))
+    assert result.returncode == 1 and "no Zenoh peer or router reached" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["share", "cam0"], ["bridge"], ["list", "--remote"]])
+def test_no_endpoint_is_a_usage_error(command):
+    result = cli(*command)
+    assert result.returncode == 2 and "--connect ENDPOINT" in result.stderr
+
+
+def test_bad_endpoint_and_host_id_are_usage_errors():
+    assert cli("share", "--listen", "127.0.0.1:7447").returncode == 2
+    assert cli("share", "--listen", local(free_port()), "--host-id", "...").returncode == 2
+
+
+# -- the pieces ---------------------------------------------------------------------------
+
+
+def test_config_talks_only_to_the_endpoints_given():
+    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:9"]))
+    assert get(conf, "listen/endpoints") == []  # never Zenoh's default, every interface
+    assert get(conf, "connect/endpoints") == ["tcp/127.0.0.1:9"]
+    assert get(conf, "scouting/multicast/enabled") is False
+    assert get(conf, "transport/shared_memory/enabled") is False
+    assert get(zenoh_config(NetOptions(scout=True)), "scouting/multicast/enabled") is True
+
+
+def test_a_config_file_keeps_its_settings_and_gains_the_endpoints(tmp_path):
+    path = tmp_path / "zenoh.json5"
+    path.write_text('{mode: "client", connect: {endpoints: ["tcp/127.0.0.1:1"]}}')
+    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:2"], config_file=path))
+    assert get(conf, "mode") == "client"
+    assert get(conf, "connect/endpoints") == ["tcp/127.0.0.1:1", "tcp/127.0.0.1:2"]
+    assert get(conf, "scouting/multicast/enabled") is False
+
+
+def test_host_ids_and_keys():
+    assert clean_host_id("robot-1.local") == "robot-1"
+    assert clean_host_id("My Laptop") == "My-Laptop"
+    assert split_key(stream_key("robot", "cam0")) == ("robot", "cam0")
+    assert split_key("other/robot/cam0") is None
+
+
+@pytest.mark.parametrize(("shape", "dtype", "codec"), [
+    ((4, 5, 3), "uint8", "raw"), ((4, 5, 3), "uint8", "png"), ((4, 5), "uint16", "png"),
+    ((4, 5, 4), "uint8", "png"), ((4, 5, 3), "float32", "raw"),
+])
+def test_lossless_codecs_round_trip(shape, dtype, codec):
+    image = (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
+    head = Header(3, 5, shape, dtype, "GRAY" if len(shape) == 2 else "BGR", codec, {"a": 1})
+    back = decode(Header.unpack(head.pack()), encode(image, codec))
+    assert back.dtype == image.dtype and np.array_equal(back, image)
+
+
+def test_codecs_fall_back_to_lossless_ones_that_can_carry_the_frame():
+    assert codec_for("jpeg", (4, 5, 3), "uint8") == "jpeg"
+    assert codec_for("jpeg", (4, 5, 4), "uint8") == "png"
+    assert codec_for("jpeg", (4, 5), "uint16") == "png"
+    assert codec_for("png", (4, 5), "float32") == "raw"
+
+
+def test_a_clean_stop_leaves_nothing():
+    """A clean stop of share and bridge: no block, record or *.zenoh file remains (the
+    autouse fixtures check), and SIGTERM exits 0."""
+    port = free_port()
+    with producer("cam0", "--size", SIZE), share(port, "cam0") as sharer, bridge(port) as b:
+        b.wait("mirroring")
+        sharer.wait("sharing")
+    assert not list(Path("/dev/shm").glob("*.zenoh"))

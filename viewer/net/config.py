@@ -1,0 +1,148 @@
+"""Zenoh sessions the way shmview opens them: nothing reaches a network nobody named.
+
+Zenoh's own defaults would have a peer listen on every interface (``tcp/[::]:0``) and
+scout by UDP multicast; shmview turns both off, so a session talks only to the
+endpoints the user gave (``--listen``, ``--connect`` or a config file). Its shared-memory
+transport is off as well: across machines it does nothing, on one machine shmview itself
+is the shared memory, and it leaves ``*.zenoh`` files in /dev/shm even after a clean close.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from viewer.errors import ShmviewError
+
+KEY_ROOT = "shmview"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_ENDPOINT = re.compile(r"[a-z0-9]+/\S+")
+HOST_ID_MAX = 32
+
+
+class NetError(ShmviewError):
+    """A Zenoh session that cannot be opened, or a network setting that cannot work."""
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    """Where a session connects: explicit endpoints, an optional Zenoh config file, and
+    whether multicast scouting may run (only when the user asks)."""
+
+    listen: Sequence[str] = ()
+    connect: Sequence[str] = ()
+    config_file: Path | None = None
+    scout: bool = False
+    mode: str = "peer"
+    extra: dict[str, Any] = field(default_factory=dict)  # more json5 keys, e.g. for tests
+
+    def names_a_network(self) -> bool:
+        """Whether the user said where to talk: an endpoint, a config file or scouting."""
+        return bool(self.listen or self.connect or self.config_file or self.scout)
+
+
+def clean_host_id(text: str) -> str:
+    """``text`` as a word usable in a stream name and a key: letters, digits, ``_`` and
+    ``-``, starting with a letter or digit (``robot-1.local`` -> ``robot-1``)."""
+    word = _UNSAFE.sub("-", text.split(".", 1)[0]).strip("-_")[:HOST_ID_MAX].strip("-_")
+    if not word:
+        raise NetError(f"host id {text!r} has no letter or digit to keep")
+    return word
+
+
+def default_host_id() -> str:
+    try:
+        return clean_host_id(socket.gethostname())
+    except NetError:
+        return "host"
+
+
+def stream_key(host_id: str, name: str) -> str:
+    return f"{KEY_ROOT}/{host_id}/{name}"
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """(host id, stream name) of a shmview key, or None for any other key."""
+    parts = str(key).split("/")
+    if len(parts) != 3 or parts[0] != KEY_ROOT:
+        return None
+    return parts[1], parts[2]
+
+
+def check_endpoint(text: str) -> str:
+    """A Zenoh endpoint such as ``tcp/192.168.1.10:7447``; ValueError otherwise."""
+    if not _ENDPOINT.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Zenoh endpoint such as tcp/192.168.1.10:7447")
+    return text
+
+
+def _zenoh() -> Any:
+    try:
+        import zenoh
+    except ImportError:
+        raise NetError("the network commands need Eclipse Zenoh: pip install 'shmview[net]'") from None
+    return zenoh
+
+
+def zenoh_config(opts: NetOptions) -> Any:
+    """A zenoh.Config: the user's file (if any), then the endpoints given, then shmview's
+    safety defaults for whatever the file left unset."""
+    zenoh = _zenoh()
+
+    try:
+        conf = zenoh.Config.from_file(str(opts.config_file)) if opts.config_file else zenoh.Config()
+    except (zenoh.ZError, OSError, ValueError) as exc:
+        raise NetError(f"cannot read Zenoh config {opts.config_file}: {exc}") from None
+    untouched = zenoh.Config()
+    _set_if_unset(conf, untouched, "mode", opts.mode)
+    _endpoints(conf, untouched, "listen/endpoints", opts.listen)
+    _endpoints(conf, untouched, "connect/endpoints", opts.connect)
+    if opts.scout:
+        _put(conf, "scouting/multicast/enabled", True)
+    else:
+        _set_if_unset(conf, untouched, "scouting/multicast/enabled", False)
+    _put(conf, "transport/shared_memory/enabled", False)
+    for key, value in opts.extra.items():
+        _put(conf, key, value)
+    return conf
+
+
+def _put(conf: Any, key: str, value: Any) -> None:
+    import zenoh
+
+    try:
+        conf.insert_json5(key, json.dumps(value))
+    except zenoh.ZError as exc:
+        raise NetError(f"Zenoh config {key} = {value!r}: {exc}") from None
+
+
+def get(conf: Any, key: str) -> Any:
+    """A setting of a zenoh.Config as a Python value (Zenoh hands out JSON text)."""
+    return json.loads(conf.get_json(key))
+
+
+def _set_if_unset(conf: Any, untouched: Any, key: str, value: Any) -> None:
+    if get(conf, key) == get(untouched, key):
+        _put(conf, key, value)
+
+
+def _endpoints(conf: Any, untouched: Any, key: str, given: Sequence[str]) -> None:
+    """The file's endpoints plus the ones given; never Zenoh's default of listening on
+    every interface."""
+    current = get(conf, key)
+    from_file = [] if current == get(untouched, key) or not isinstance(current, list) else current
+    _put(conf, key, [*from_file, *given])
+
+
+def open_session(opts: NetOptions) -> Any:
+    zenoh = _zenoh()
+    conf = zenoh_config(opts)
+    try:
+        return zenoh.open(conf)
+    except zenoh.ZError as exc:
+        raise NetError(f"cannot open a Zenoh session: {exc}") from None

@@ -1,0 +1,184 @@
+"""``shmview share``: local streams published on Zenoh, newest frame first.
+
+Each stream gets a publisher on ``shmview/<host-id>/<name>`` with congestion control
+DROP (a slow link drops frames; it never queues them or slows the producer), a
+liveliness token on the same key while its producer is live, and a queryable there that
+answers what ``shmview list --remote`` shows. Frames are encoded straight from their slot
+(``FrameReader.apply``), so the only copies are the payload's and Zenoh's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from viewer.errors import ShmviewError, StreamNotFoundError
+from viewer.monitor import RateMeter
+from viewer.net.codec import codec_for, encode_frame
+from viewer.net.config import stream_key
+from viewer.reader import GONE, FrameReader
+
+log = logging.getLogger(__name__)
+
+DISCOVER_EVERY_S = 0.5  # how often share-all looks for new streams, a named share for its stream
+LIVENESS_EVERY_S = 0.1  # how often a stream's producer is checked (token declared or not)
+_POLL_S = (0.0001, 0.0005)  # first and longest sleep while waiting for a new frame
+
+Report = Callable[[str], None]
+
+
+class StreamShare:
+    """One local stream on Zenoh, on its own thread: follows the producer's restarts, and
+    holds the liveliness token only while the producer is live."""
+
+    def __init__(self, session: Any, name: str, host_id: str, *, codec: str, quality: int,
+                 max_fps: float | None, explicit: bool, report: Report) -> None:
+        self.session, self.name, self.key = session, name, stream_key(host_id, name)
+        self.wanted, self.quality, self.explicit, self.report = codec, quality, explicit, report
+        self.min_gap_s = 1.0 / max_fps if max_fps else 0.0
+        self.sent, self.fps, self.codec, self.shape = 0, 0.0, codec, None
+        self._rate, self._token, self._queryable = RateMeter(), None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"share-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import zenoh
+
+        self._publisher = self.session.declare_publisher(
+            self.key, congestion_control=zenoh.CongestionControl.DROP, express=True)
+        try:
+            while not self._stop.is_set():
+                reader = self._open()
+                if reader is None:
+                    continue
+                with reader:
+                    self._serve(reader)
+        except Exception:  # a sharer must outlive one bad stream; say what happened
+            log.exception("sharing %s stopped", self.name)
+        finally:
+            self._set_live(False)
+            self._publisher.undeclare()
+
+    def _open(self) -> FrameReader | None:
+        try:
+            return FrameReader(self.name, follow=True)
+        except StreamNotFoundError:
+            self._stop.wait(DISCOVER_EVERY_S)
+            return None
+
+    def _serve(self, reader: FrameReader) -> None:
+        """Send each new frame (or the newest, when frames come faster than we can)."""
+        seen, next_check, next_send, delay = (-1, -1), 0.0, 0.0, _POLL_S[0]
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + LIVENESS_EVERY_S
+                self._set_live(reader.state != GONE)
+            self._answer_queries()
+            current = (reader.generation, reader.frames_written)
+            if current == seen or current[1] == 0 or now < next_send:
+                self._stop.wait(max(delay, next_send - now))
+                delay = min(delay * 2, _POLL_S[1])
+                continue
+            if current[0] != seen[0] and not self.explicit and self._mirrored(reader):
+                log.info("not sharing %s: it mirrors a remote stream", self.name)
+                self._stop.set()
+                return
+            seen, next_send, delay = current, now + self.min_gap_s, _POLL_S[0]
+            self._send(reader)
+
+    @staticmethod
+    def _mirrored(reader: FrameReader) -> bool:
+        """A bridge's mirror, which share-all leaves alone (two machines sharing and
+        bridging everything would otherwise echo each other's streams forever)."""
+        meta = reader.apply(lambda f: f.meta)
+        return isinstance(meta, dict) and "_origin" in meta
+
+    def _send(self, reader: FrameReader) -> None:
+        info = reader.info
+        codec = codec_for(self.wanted, info.shape, info.dtype)
+        if (codec, info.shape) != (self.codec, self.shape):
+            self.codec, self.shape = codec, info.shape
+            self.report(f"sharing {self.name} as {self.key} ({codec}, {info.pixel_format} {info.dtype})")
+        message = reader.apply(lambda f: encode_frame(f, codec, self.quality, info.pixel_format))
+        if message is None:
+            return
+        payload, header = message
+        self._publisher.put(payload, attachment=header)
+        self.sent += 1
+        self.fps = self._rate.add(time.monotonic(), self.sent) or 0.0
+
+    def _set_live(self, live: bool) -> None:
+        if live and self._token is None:
+            self._token = self.session.liveliness().declare_token(self.key)
+            self._queryable = self.session.declare_queryable(self.key)  # answered in _serve
+        elif not live and self._token is not None:
+            self._token.undeclare()
+            self._queryable.undeclare()
+            self._token = self._queryable = None
+
+    def _answer_queries(self) -> None:
+        """What ``list --remote`` shows of this stream. Queries wait in Zenoh's channel
+        for this thread: no Python code runs on Zenoh's own threads."""
+        while self._queryable is not None and (query := self._queryable.try_recv()) is not None:
+            info = {"key": self.key, "name": self.name, "shape": self.shape, "codec": self.codec,
+                    "fps": round(self.fps, 2), "sent": self.sent}
+            try:
+                query.reply(self.key, orjson.dumps(info))
+            except Exception as exc:  # an asker that went away: nothing to answer
+                log.debug("query on %s: %s", self.key, exc)
+
+
+class Sharer:
+    """Shares the named streams, or every live local stream (including ones that start
+    later) when none is named."""
+
+    def __init__(self, session: Any, names: Sequence[str], host_id: str, *, codec: str = "raw",
+                 quality: int = 90, max_fps: float | None = None, report: Report = log.info) -> None:
+        self.session, self.names, self.host_id = session, list(names), host_id
+        self.options = {"codec": codec, "quality": quality, "max_fps": max_fps}
+        self.report = report
+        self.shares: dict[str, StreamShare] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: share what is there, look again every half second."""
+        try:
+            while not stop.is_set():
+                for name in self.names or self._live_names():
+                    if name not in self.shares:
+                        self._add(name)
+                stop.wait(DISCOVER_EVERY_S)
+        finally:
+            self.close()
+
+    def _live_names(self) -> list[str]:
+        from viewer.registry import live_records
+
+        try:
+            return [rec.name for rec in live_records()]
+        except (ShmviewError, OSError) as exc:
+            log.warning("cannot list local streams: %s", exc)
+            return []
+
+    def _add(self, name: str) -> None:
+        share = StreamShare(self.session, name, self.host_id, explicit=bool(self.names),
+                            report=self.report, **self.options)  # type: ignore[arg-type]
+        self.shares[name] = share
+        share.start()
+
+    def close(self) -> None:
+        for share in self.shares.values():
+            share.stop()
+        self.shares.clear()
