@@ -150,6 +150,17 @@ def test_solid_stream_shared_raw_arrives_bit_exact_and_in_order():
                                      "index": origin_index(f)}
 
 
+def test_view_of_a_mirrored_stream_says_where_it_comes_from():
+    port = free_port()
+    with producer("cam0", "--size", SIZE, "--fps", "30"), share(port, "cam0"), bridge(port), \
+            open_mirror("robot.cam0") as mirror:
+        mirror.wait(10)
+        as_json = cli("view", "robot.cam0", "--json", "--count", "1")
+        as_text = cli("view", "robot.cam0", "--headless", "--count", "1")
+    assert json_lines(as_json.stdout)[0]["origin"]["host"] == "robot"
+    assert "from robot, raw" in as_text.stdout
+
+
 def test_jpeg_arrives_within_the_stated_error():
     port = free_port()
     reference = SyntheticSource("gradient", W, H, 3)

@@ -231,3 +231,11 @@ def test_view_without_roi_has_no_roi_key_and_a_bad_roi_is_a_usage_error():
         assert "roi" not in json_lines(cli("view", "noroi", "--json", "--count", "1").stdout)[0]
         bad = cli("view", "noroi", "--roi", "1,2,3", "--json", "--count", "1")
     assert bad.returncode == 2 and "--roi" in bad.stderr
+
+
+def test_a_mirrored_frame_says_where_it_comes_from():
+    from viewer.overlay import origin
+
+    assert origin({"_origin": {"host": "robot1", "key": "shmview/robot1/cam0", "codec": "jpeg"}}) == "robot1, jpeg"
+    assert origin({"_origin": {"host": "robot1"}}) == "robot1"
+    assert origin({"_origin": "forged"}) is None and origin({"a": 1}) is None and origin(None) is None

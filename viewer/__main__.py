@@ -9,26 +9,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from viewer import cli_types as T
+from viewer.cli_types import UsageError
 from viewer.errors import FormatError, InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.monitor import RawSpec
 from viewer.protocol import DTYPES, MAX_SLOTS, PIXEL_FORMATS, make_layout
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -169,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
     lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")
-    lst.set_defaults(func=_list)
+    from viewer.listing import list_command
+
+    lst.set_defaults(func=list_command)
     _add_net(sub, lst)
 
     demo = sub.add_parser("demo", help="a synthetic producer and a viewer in one command", epilog=EXIT_CODES)
@@ -187,32 +184,9 @@ def _add_net(sub: argparse._SubParsersAction, lst: argparse.ArgumentParser) -> N
     """share, bridge and list --remote: beyond one machine, through Zenoh (viewer/net/)."""
     from viewer.net import cli as net
 
-    net.add_share(sub, EXIT_CODES).set_defaults(func=_share)
-    net.add_bridge(sub, EXIT_CODES).set_defaults(func=_bridge)
+    net.add_share(sub, EXIT_CODES).set_defaults(func=net.share_command)
+    net.add_bridge(sub, EXIT_CODES).set_defaults(func=net.bridge_command)
     net.add_remote_options(lst)
-
-
-def _net_endpoints(args: argparse.Namespace, command: str) -> None:
-    """Nothing goes on a network the user did not name."""
-    if not (getattr(args, "listen", None) or args.connect or args.zenoh_config or args.scout):
-        raise UsageError(f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
-                         "(or --zenoh-config FILE, or --scout)")
-
-
-def _share(args: argparse.Namespace) -> int:
-    _net_endpoints(args, "share")
-    from viewer.net.cli import run_share
-
-    run_share(args)
-    return EXIT_OK
-
-
-def _bridge(args: argparse.Namespace) -> int:
-    _net_endpoints(args, "bridge")
-    from viewer.net.cli import run_bridge
-
-    run_bridge(args)
-    return EXIT_OK
 
 
 def _quiet_opencv(verbose: bool) -> None:
@@ -317,64 +291,6 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
         args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
         timeout_s=timeout, raw=raw, block=args.block, until=until, roi=args.roi,
     )
-
-
-def stream_rows() -> list[dict[str, object]]:
-    """What ``shmview list`` shows: one dict per live stream."""
-    from viewer.registry import live_records
-    from viewer.stream import FrameReader
-
-    rows: list[dict[str, object]] = []
-    for rec in live_records():
-        try:
-            with FrameReader(rec.name) as reader:
-                frame = reader.read()
-                info, written = reader.info, reader.frames_written
-        except StreamNotFoundError:
-            continue  # ended between listing and attaching
-        except ShmviewError as exc:  # live, but unreadable: shown, never hidden
-            rows.append({"name": rec.name, "block": rec.block, "shape": None, "dtype": None, "pixel_format": None,
-                         "frames": None, "pid": rec.pid, "age_s": None, "error": str(exc)})
-            continue
-        age = (time.time_ns() - frame.timestamp_ns) / 1e9 if frame and frame.timestamp_ns else None
-        rows.append({
-            "name": rec.name, "block": info.block, "shape": list(info.shape), "dtype": info.dtype,
-            "pixel_format": info.pixel_format, "frames": written, "pid": rec.pid,
-            "age_s": None if age is None else round(age, 3), "error": None,
-        })
-    return rows
-
-
-def _list(args: argparse.Namespace) -> int:
-    if args.remote:
-        _net_endpoints(args, "list --remote")
-        from viewer.net.cli import list_remote
-
-        list_remote(args)
-        return EXIT_OK
-    from viewer.imaging import size_text
-
-    rows = stream_rows()
-    if args.json:
-        print(json.dumps(rows, allow_nan=False))
-        return EXIT_OK
-    if not rows:
-        print("no live streams")
-        return EXIT_OK
-    table = [("NAME", "BLOCK", "SIZE", "FORMAT", "DTYPE", "FRAMES", "PID", "AGE")]
-    for r in rows:
-        if r["error"]:
-            table.append((str(r["name"]), str(r["block"]), "error:", str(r["error"]), "", "", str(r["pid"]), ""))
-            continue
-        age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
-        table.append((
-            str(r["name"]), str(r["block"]), size_text(r["shape"]),  # type: ignore[arg-type]
-            str(r["pixel_format"]), str(r["dtype"]), str(r["frames"]), str(r["pid"]), age,
-        ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
 
 
 def _stop_with(parent: int) -> Callable[[], None]:

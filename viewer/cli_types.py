@@ -9,6 +9,10 @@ import math
 from viewer.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
 
 
+class UsageError(Exception):
+    """Bad arguments at the command line: the message is the line to print (exit code 2)."""
+
+
 def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False) -> object:
     """An argparse type: a finite number of ``kind`` in [low, high] (above: > low)."""
 

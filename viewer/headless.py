@@ -12,6 +12,7 @@ from viewer.errors import StreamNotFoundError
 from viewer.histogram import Roi, roi_dict, roi_stats, roi_text
 from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
+from viewer.overlay import origin
 from viewer.registry import live_records
 
 
@@ -62,6 +63,7 @@ def status_dict(s: Status, skipped: int | None = None, roi: Roi | None = None) -
         "block": info.block if info else None,
         "producer_pid": info.producer_pid if info else None,
         "meta": frame.meta if frame else None,
+        "origin": frame.meta.get("_origin") if frame and frame.meta else None,
     }
     if roi is not None:
         line["roi"] = roi_dict(roi_stats(image, roi, info.pixel_format)) if image is not None and info else None
@@ -94,6 +96,8 @@ def status_line(s: Status, roi: Roi | None = None) -> str:
         parts.append(f"{s.fps:.1f} fps")
     if s.latency_ms is not None:
         parts.append(f"{s.latency_ms:.1f} ms")
+    if s.frame is not None and (source := origin(s.frame.meta)):
+        parts.append(f"from {source}")  # a mirrored stream: the latency is end to end
     if roi is not None and s.frame is not None and s.info is not None:
         parts.append("  ".join(roi_text(roi_stats(s.frame.image, roi, s.info.pixel_format))))
     return "  ".join(parts)

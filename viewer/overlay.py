@@ -173,3 +173,12 @@ def _compact(value: Any) -> str:
     except (TypeError, ValueError):  # a cycle, say
         return repr(value)
 
+
+def origin(meta: dict[str, Any] | None) -> str | None:
+    """Where a mirrored frame comes from ("robot1, jpeg"): the ``_origin`` key a
+    ``shmview bridge`` puts into each frame's metadata; None for a local frame."""
+    found = meta.get("_origin") if isinstance(meta, dict) else None
+    if not isinstance(found, dict) or not isinstance(found.get("host"), str):
+        return None
+    codec = found.get("codec")
+    return f"{found['host']}, {codec}" if isinstance(codec, str) else found["host"]

@@ -19,7 +19,7 @@ from viewer.errors import ShmviewError
 from viewer.histogram import Roi, histogram, roi_stats, roi_text
 from viewer.histview import HistogramView
 from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
-from viewer.overlay import NO_OVERLAY, meta_fields, parse_overlay
+from viewer.overlay import NO_OVERLAY, meta_fields, origin, parse_overlay
 from viewer.widgets import ImageView, TextLine
 
 logger = logging.getLogger(__name__)
@@ -325,8 +325,11 @@ def status_fields(s: Status, display_fps: float | None, *, paused: bool = False)
         h, w = s.info.shape[:2]
         channels = s.info.shape[2] if len(s.info.shape) == 3 else 1
         rest += [f"{w}x{h}", f"{channels} ch {s.info.dtype} {s.info.pixel_format}"]
+    source = origin(s.frame.meta) if s.frame is not None else None
     if s.latency_ms is not None:
-        rest.append(f"{s.latency_ms:.1f} ms")
+        rest.append(f"{'end to end ' if source else ''}{s.latency_ms:.1f} ms")
+    if source:
+        rest.append(f"from {source}")
     return first, rest
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from viewer.cli_types import UsageError
 from viewer.errors import ShmviewError
 from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
@@ -136,6 +137,31 @@ def _keep_big_buffers() -> None:
     if hasattr(libc, "mallopt"):
         libc.mallopt(m_mmap_threshold, 64 << 20)
         libc.mallopt(m_trim_threshold, 256 << 20)
+
+
+def require_endpoints(args: argparse.Namespace, command: str) -> None:
+    """Nothing goes on a network the user did not name."""
+    if not (getattr(args, "listen", None) or args.connect or args.zenoh_config or args.scout):
+        raise UsageError(f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
+                         "(or --zenoh-config FILE, or --scout)")
+
+
+def share_command(args: argparse.Namespace) -> int:
+    require_endpoints(args, "share")
+    run_share(args)
+    return 0
+
+
+def bridge_command(args: argparse.Namespace) -> int:
+    require_endpoints(args, "bridge")
+    run_bridge(args)
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    require_endpoints(args, "list --remote")
+    list_remote(args)
+    return 0
 
 
 def run_share(args: argparse.Namespace) -> None:

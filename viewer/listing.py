@@ -1,0 +1,65 @@
+"""``shmview list``: the live streams of this user, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from viewer.errors import ShmviewError, StreamNotFoundError
+
+
+def stream_rows() -> list[dict[str, object]]:
+    """What ``shmview list`` shows: one dict per live stream."""
+    from viewer.registry import live_records
+    from viewer.stream import FrameReader
+
+    rows: list[dict[str, object]] = []
+    for rec in live_records():
+        try:
+            with FrameReader(rec.name) as reader:
+                frame = reader.read()
+                info, written = reader.info, reader.frames_written
+        except StreamNotFoundError:
+            continue  # ended between listing and attaching
+        except ShmviewError as exc:  # live, but unreadable: shown, never hidden
+            rows.append({"name": rec.name, "block": rec.block, "shape": None, "dtype": None, "pixel_format": None,
+                         "frames": None, "pid": rec.pid, "age_s": None, "error": str(exc)})
+            continue
+        age = (time.time_ns() - frame.timestamp_ns) / 1e9 if frame and frame.timestamp_ns else None
+        rows.append({
+            "name": rec.name, "block": info.block, "shape": list(info.shape), "dtype": info.dtype,
+            "pixel_format": info.pixel_format, "frames": written, "pid": rec.pid,
+            "age_s": None if age is None else round(age, 3), "error": None,
+        })
+    return rows
+
+
+def list_command(args: argparse.Namespace) -> int:
+    if args.remote:
+        from viewer.net.cli import list_command
+
+        return list_command(args)
+    from viewer.imaging import size_text
+
+    rows = stream_rows()
+    if args.json:
+        print(json.dumps(rows, allow_nan=False))
+        return 0
+    if not rows:
+        print("no live streams")
+        return 0
+    table = [("NAME", "BLOCK", "SIZE", "FORMAT", "DTYPE", "FRAMES", "PID", "AGE")]
+    for r in rows:
+        if r["error"]:
+            table.append((str(r["name"]), str(r["block"]), "error:", str(r["error"]), "", "", str(r["pid"]), ""))
+            continue
+        age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
+        table.append((
+            str(r["name"]), str(r["block"]), size_text(r["shape"]),  # type: ignore[arg-type]
+            str(r["pixel_format"]), str(r["dtype"]), str(r["frames"]), str(r["pid"]), age,
+        ))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
