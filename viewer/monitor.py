@@ -14,7 +14,7 @@ import numpy as np
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.imaging import pixel_sum
 from viewer.reader import LIVE, STALE, STALE_AFTER_S
-from viewer.registry import is_live, reap, record_path, record_stamp
+from viewer.registry import reap, record_path, record_stamp
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -216,11 +216,11 @@ class StreamMonitor:
         """By the record's lock (the kernel's word), or for a block opened by name, by the
         block being unlinked. A dead producer's record left behind (its whole process
         group was killed) is reaped after a grace period its manager would have used."""
-        if self.by_block:
-            return reader.replaced()
-        if is_live(self.name):
+        if reader.producer_alive():
             self._dead_since = None
             return False
+        if self.by_block:
+            return True
         if self._dead_since is None:
             self._dead_since = now
         elif now - self._dead_since > REAP_AFTER_S:

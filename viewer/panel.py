@@ -317,7 +317,7 @@ def status_fields(s: Status, display_fps: float | None, *, paused: bool = False)
         first.append(f"frame {s.frame.index:,}" if s.frame.index is not None else "raw")
         first.append(f"sum {s.sum:,}" if isinstance(s.sum, int) else f"sum {s.sum:.6g}")
     if s.fps is not None:
-        first.append(f"{0.0 if s.state == STALE else s.fps:.1f} fps")  # stale: 0 at once
+        first.append(f"{s.fps:.1f} fps")  # the monitor says 0 at once when stale
     if display_fps is not None:
         first.append(f"shown {display_fps:.1f} fps")
     rest = []

@@ -360,7 +360,7 @@ class FrameReader(_Closing):
         written = self.frames_written
         if written and (after is None or written - 1 > after):
             try:
-                return (self._oldest_after(after, written) if next_first else None) or self.read()
+                return (self._oldest_after(after) if next_first else None) or self.read()
             except BusyError:
                 return None  # a writer stuck mid-frame: keep waiting, up to the deadline
         now = time.monotonic()
@@ -370,11 +370,11 @@ class FrameReader(_Closing):
                 raise StreamGoneError(f"stream {self.name!r} ended", name=self.name)
         return None
 
-    def _oldest_after(self, after: int | None, written: int) -> Frame | None:
+    def _oldest_after(self, after: int | None) -> Frame | None:
         """The first frame after ``after`` that the ring still holds (None if none is)."""
         if after is None:
             return None
-        for k in range(max(after + 1, written - self.layout.slot_count), written):
+        for k in self.held_after(after):
             frame = self.read(index=k)
             if frame is not None:
                 return frame
@@ -392,9 +392,9 @@ class FrameReader(_Closing):
         return self._state()
 
     def _state(self) -> str:
-        with self._att.mapping.reading(self.name) as (block, v):
+        with self._att.mapping.reading(self.name) as (_, v):
             closed, written = int(v.state[0]) == P.STATE_CLOSED, int(v.published[0])
-            gone = closed or self._gone(block)
+        gone = closed or not self.producer_alive() or (self.record is not None and self.replaced())
         now = time.monotonic()
         if written != self._last_written:
             self._last_written, self._last_change = written, now
@@ -402,10 +402,19 @@ class FrameReader(_Closing):
             return GONE
         return STALE if now - self._last_change > STALE_AFTER_S else LIVE
 
-    def _gone(self, block: ReadOnlyBlock) -> bool:
+    def producer_alive(self) -> bool:
+        """The kernel's word: the stream's record is still locked by its producer (for a
+        block opened by name: the block is still linked under it). Never a pid."""
         if self.record is None:
-            return block.unlinked()
-        return self.replaced() or not is_live(self.name)
+            with self._att.mapping.reading(self.name) as (block, _):
+                return not block.unlinked()
+        return is_live(self.name)
+
+    def held_after(self, after: int) -> range:
+        """The indices after ``after`` that the ring may still hold (its last ``slots``
+        frames): where a reader that fell behind catches up, oldest first."""
+        written = self.frames_written
+        return range(max(after + 1, written - self.layout.slot_count), written)
 
     def check_header(self) -> None:
         """ProtocolError if the block's write-once header changed since we attached: only

@@ -92,13 +92,9 @@ class StreamRecord:
         return rec if fields_ok else None
 
 
-def _record_path(name: str, *, recheck: bool = False) -> Path:
-    return registry_dir(recheck=recheck) / f"{validate_name(name)}.json"
-
-
-def record_path(name: str) -> Path:
+def record_path(name: str, *, recheck: bool = False) -> Path:
     """Where the record of stream ``name`` lives (whether or not it exists)."""
-    return _record_path(name)
+    return registry_dir(recheck=recheck) / f"{validate_name(name)}.json"
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -154,7 +150,7 @@ class Claim:
 
     def __init__(self, name: str) -> None:
         self.name = validate_name(name)
-        self.path = _record_path(name, recheck=True)
+        self.path = record_path(name, recheck=True)
         deadline = time.monotonic() + _CLAIM_PATIENCE_S
         while (fd := _try_lock(self.path, create=True)) is None:
             if time.monotonic() > deadline:
@@ -203,7 +199,7 @@ os.register_at_fork(after_in_child=_forget_claims_in_child)
 def read_record(name: str) -> StreamRecord | None:
     """The record a name points to, or None. Says nothing about liveness."""
     try:
-        fd = _open_record(_record_path(name), os.O_RDONLY)
+        fd = _open_record(record_path(name), os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -216,7 +212,7 @@ def record_stamp(name: str) -> tuple[int, int] | None:
     """Identity and mtime of a name's record (None if there is none): a cheap way to tell
     that a record changed without reading it."""
     try:
-        st = _record_path(name).stat()
+        st = record_path(name).stat()
     except (FileNotFoundError, InvalidNameError):
         return None
     return st.st_ino, st.st_mtime_ns
@@ -229,7 +225,7 @@ def is_live(name: str) -> bool:
     record could meanwhile belong to another process, so pids are never asked.
     """
     try:
-        fd = _open_record(_record_path(name), os.O_RDONLY)
+        fd = _open_record(record_path(name), os.O_RDONLY)
     except OSError:
         return False
     try:

@@ -146,7 +146,7 @@ class _Follower(threading.Thread):
             return None
         try:
             frame = None
-            for k in range(max(last + 1, written - r.layout.slot_count), written) if last >= 0 else ():
+            for k in r.held_after(last) if last >= 0 else ():
                 if (frame := r.apply(_own_copy, index=k)) is not None:
                     break
             frame = frame or r.apply(_own_copy)
