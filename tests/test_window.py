@@ -3,6 +3,8 @@ where a test must know exactly how many happened, and by the window's timer else
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import cv2
 import numpy as np
 import pytest
@@ -387,12 +389,19 @@ def test_a_stale_stream_shows_0_fps_at_once(window):
     assert "STALE" in text and "· 0.0 fps · shown 0.0 fps" in text
 
 
-def test_zoom_acts_on_the_panel_under_the_mouse_and_shows_its_percent(window, qtbot):
-    with FrameWriter("left", (H, W, 3)) as a, FrameWriter("right", (H, W, 3)) as b:
+@contextmanager
+def two_black_panels(window, first: str, second: str):
+    """A window on two live black streams, refreshed once."""
+    with FrameWriter(first, (H, W, 3)) as a, FrameWriter(second, (H, W, 3)) as b:
         a.write(np.zeros((H, W, 3), np.uint8))
         b.write(np.zeros((H, W, 3), np.uint8))
-        win = window("left", "right")
+        win = window(first, second)
         win.refresh()
+        yield win
+
+
+def test_zoom_acts_on_the_panel_under_the_mouse_and_shows_its_percent(window, qtbot):
+    with two_black_panels(window, "left", "right") as win:
         left, right = win.panels
         qtbot.mouseMove(right.view, QPoint(10, 10))
         qtbot.waitUntil(lambda: win.target_panel() is right)
@@ -502,11 +511,7 @@ def test_the_wheel_zooms_the_panel_under_it(window):
     from PyQt6.QtGui import QWheelEvent
     from PyQt6.QtWidgets import QApplication
 
-    with FrameWriter("wa", (H, W, 3)) as a, FrameWriter("wb", (H, W, 3)) as b:
-        a.write(np.zeros((H, W, 3), np.uint8))
-        b.write(np.zeros((H, W, 3), np.uint8))
-        win = window("wa", "wb")
-        win.refresh()
+    with two_black_panels(window, "wa", "wb") as win:
         left, right = win.panels
         fitted = right.view.scale()
         at = QPointF(20, 20)
