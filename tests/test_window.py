@@ -151,7 +151,7 @@ def test_stale_when_producer_stops_and_back_when_it_returns(window):
         win.refresh()  # one interval is enough to re-attach
         assert "LIVE" in panel.status.text() and "frame 0 " in panel.status.text()
         assert "32x24" in panel.status.text() and "1 ch uint8 GRAY" in panel.status.text()
-        assert "comeback restarted as 24x32 uint8, was 48x64x3 uint8" in panel.pixel.text()
+        assert "comeback restarted as 32x24 GRAY uint8, was 64x48 BGR uint8" in panel.pixel.text()
 
 
 def test_waiting_stream_says_so(window):

@@ -148,10 +148,8 @@ class StreamPanel(QWidget):
         previous = self.last.info if self.last else None
         if previous and s.info and (previous.shape, previous.dtype) != (s.info.shape, s.info.dtype):
             # the producer came back with another format: say so plainly
-            self._note = (
-                f"{self.name} restarted as {_describe(s.info.shape, s.info.dtype)}, "
-                f"was {_describe(previous.shape, previous.dtype)}"
-            )
+            now, was = (imaging.describe(i.shape, i.dtype, i.pixel_format) for i in (s.info, previous))
+            self._note = f"{self.name} restarted as {now}, was {was}"  # WxH, as everywhere people read sizes
             self._update_pixel_line()
 
     def _set_status(self, s: Status) -> None:
@@ -303,10 +301,6 @@ def pixel_text(image: np.ndarray, x: int, y: int, pixel_format: str) -> str:
     values = np.atleast_1d(image[y, x]).tolist()
     names = imaging.channel_names(pixel_format)
     return f"x={x} y={y}  " + " ".join(f"{c}={v:g}" for c, v in zip(names, values, strict=False))
-
-
-def _describe(shape: tuple[int, ...], dtype: str) -> str:
-    return "x".join(map(str, shape)) + f" {dtype}"
 
 
 def status_fields(s: Status, display_fps: float | None, *, paused: bool = False) -> tuple[list[str], list[str]]:
