@@ -31,7 +31,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -39,10 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SHM_DIR = Path("/dev/shm")
-_MAGIC = b"SHMVIEW\0"  # viewer/protocol.py: offset 0
-_PID_OFFSET = 56  # viewer/protocol.py: producer_pid, u64 little-endian
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+from viewer.errors import ShmviewError
+from viewer.protocol import STATE_OFFSET, producer_pid_of
+from viewer.shm import SHM_DIR as _SHM_DIR
+from viewer.shm import open_block
+
+SHM_DIR = Path(_SHM_DIR)
 
 
 def registry_folder(env: Mapping[str, str] | None = None) -> Path:
@@ -111,23 +112,18 @@ def _is_resource_tracker(pid: int) -> bool:
 
 
 def block_producer(path: Path) -> int | None:
-    """The producer pid of a shmview block; None if ``path`` is not one of our user's blocks."""
+    """The producer pid of a shmview block; None if ``path`` is not one of our user's
+    shmview blocks (opened as every reader opens blocks: no links, no FIFOs, ours)."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError:
+        fd = open_block(path.name)
+    except (ShmviewError, OSError):
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-            return None
-        head = os.pread(fd, _PID_OFFSET + 8, 0)
+        return producer_pid_of(os.pread(fd, STATE_OFFSET, 0))
     except OSError:
         return None
     finally:
         os.close(fd)
-    if len(head) < _PID_OFFSET + 8 or head[:8] != _MAGIC:
-        return None
-    return int.from_bytes(head[_PID_OFFSET:], "little")
 
 
 def record_pid(path: Path) -> int:

@@ -297,6 +297,13 @@ def _meta_bytes_in(data: bytes) -> int:
     return int.from_bytes(data[META_BYTES_OFFSET:end], "little") if len(data) >= end else 0
 
 
+def producer_pid_of(data: bytes) -> int | None:
+    """The producer pid a shmview header names, or None if ``data`` is not one."""
+    if len(data) < _FIXED.size or data[:8] != MAGIC:
+        return None
+    return int.from_bytes(data[56:64], "little")
+
+
 def created_ns_of(data: bytes) -> int | None:
     """The creation stamp of a shmview block from its first STATE_OFFSET bytes, or None
     if they are not a shmview header: how a block is told apart from a later one of the
