@@ -1,5 +1,5 @@
 """Real sources without hardware: video files and folders made here, a fake camera that
-fails the way cameras do, and a user's own source exactly as the README shows it."""
+fails the way cameras do, and a user's own source exactly as docs/python-api.md shows it."""
 
 from __future__ import annotations
 
@@ -279,12 +279,12 @@ def test_letterbox_by_default_and_stretch_on_request(tmp_path):
         assert frames[1][24, 0].tolist() == [edge] * 3 and frames[1][24, 32].tolist() == [255] * 3
 
 
-# A user's own source, exactly as in the README ---------------------------------------------
+# A user's own source, exactly as in docs/python-api.md ---------------------------------------
 
 def test_the_readme_source_example_works_end_to_end(tmp_path):
-    readme = (HERE.parent / "README.md").read_text()
+    readme = (HERE.parent / "docs" / "python-api.md").read_text()
     code = re.search(r"<!-- user-source -->\s*```python\n(.*?)```", readme, re.S)
-    assert code, "README lost its user-source example"
+    assert code, "docs/python-api.md lost its user-source example"
     script = tmp_path / "my_source.py"
     script.write_text(code.group(1))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
