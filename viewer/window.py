@@ -16,6 +16,7 @@ from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
 
 from viewer import imaging
 from viewer.monitor import RawSpec
+from viewer.outfiles import OutputFolder
 from viewer.panel import StreamPanel, reason, status_fields, status_text
 from viewer.widgets import ZOOM_STEP, ImageView, TextLine
 
@@ -165,13 +166,19 @@ class ViewerWindow(QMainWindow):
         view.set_zoom(factor if factor is None or factor == 1.0 else view.scale() * factor)
 
     def save_snapshots(self) -> list[Path]:
-        # A slot that raises aborts a PyQt6 program: a snapshot that fails is a message, with its reason.
+        """Each panel's frame as a new file in the snapshot folder (viewer/outfiles.py says
+        which folders and names are refused); what was saved and what was not goes to the
+        status bar. A slot that raises aborts a PyQt6 program: nothing escapes."""
+        saved: list[Path] = []
         try:
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-            saved = [p for p in (panel.snapshot(self.snapshot_dir) for panel in self.panels) if p]
+            with OutputFolder(self.snapshot_dir, create=True) as folder:
+                for panel in self.panels:
+                    if (path := panel.snapshot(folder)) is not None:
+                        saved.append(path)
         except Exception as exc:
-            self.statusBar().showMessage(f"snapshot failed: {reason(exc)}", 10000)
-            return []
+            done = f"saved {', '.join(map(str, saved))}; " if saved else ""
+            self.statusBar().showMessage(f"{done}snapshot failed: {reason(exc)}", 10000)
+            return saved
         self.statusBar().showMessage("saved " + ", ".join(map(str, saved)) if saved else "no frame to save", 5000)
         return saved
 
