@@ -33,14 +33,7 @@ class OutputFolder:
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
-        if create:
-            _make_folder(path)
-        self._fd = _open_folder(path)
-        try:
-            check_folder(self._fd, path)
-        except BaseException:
-            os.close(self._fd)
-            raise
+        self._fd = _make_folder(path) if create and not os.path.isdir(path) else _open_checked(path)
 
     def create(self, name: str, mode: int = 0o644) -> int:
         """A descriptor of a new, empty file ``name``, opened for writing; refused if the
@@ -118,21 +111,42 @@ def check_folder(fd: int, path: Path) -> None:
                           "not sticky): use a folder of your own, or chmod go-w it", path=str(path))
 
 
-def _open_folder(path: Path) -> int:
-    # A symlink to a folder is followed: the folder it leads to is what gets checked.
+def _open_checked(path: Path, at: int | None = None) -> int:
+    """``path`` opened as a folder and checked; relative to folder ``at`` if given, and then
+    a symlink is refused (a folder being made is followed one real folder at a time)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if at is not None else 0)
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path if at is None else path.name, flags, dir_fd=at)
     except FileNotFoundError:
         raise OutputError(f"folder {path} does not exist", path=str(path)) from None
     except OSError as exc:
-        why = "is not a folder" if exc.errno == errno.ENOTDIR else f"cannot be opened: {exc.strerror}"
-        raise OutputError(f"{path} {why}", path=str(path)) from exc
-
-
-def _make_folder(path: Path) -> None:
+        why = "is a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise OutputError(f"cannot use folder {path}: {why}", path=str(path)) from exc
     try:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-    except FileExistsError:  # a file, or a dangling symlink, under that name
-        raise OutputError(f"{path} exists and is not a folder", path=str(path)) from None
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {path}: {exc.strerror}", path=str(path)) from exc
+        check_folder(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _make_folder(path: Path) -> int:
+    """Make the folders missing in ``path``, each inside one that passed the check (else
+    others could move it and put theirs in its place), and open the last."""
+    missing: list[Path] = []
+    base = path
+    while not os.path.isdir(base) and base != base.parent:
+        missing.append(base)
+        base = base.parent
+    fd = _open_checked(base)
+    for folder in reversed(missing):
+        try:
+            with contextlib.suppress(FileExistsError):  # made meanwhile, or ".": opened and checked below
+                os.mkdir(folder.name, 0o755, dir_fd=fd)
+            inner = _open_checked(folder, at=fd)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {folder}: {exc.strerror}", path=str(folder)) from exc
+        finally:
+            os.close(fd)
+        fd = inner
+    return fd
