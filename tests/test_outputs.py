@@ -268,3 +268,19 @@ def test_snapshots_go_only_into_a_folder_of_your_own(snapshot_window, public: Pa
     snapshot_window.snapshot_action.trigger()
     assert why in snapshot_window.statusBar().currentMessage()
     assert listing(public / "shared") == {}
+
+
+def test_one_panels_refusal_does_not_stop_the_others(qtbot, tmp_path: Path):
+    from viewer.window import ViewerWindow
+
+    (tmp_path / "left-000000.png").write_bytes(PRECIOUS)
+    with FrameWriter("left", (8, 8)) as left, FrameWriter("right", (8, 8)) as right:
+        left.write(np.zeros((8, 8), np.uint8))
+        right.write(np.zeros((8, 8), np.uint8))
+        win = ViewerWindow(["left", "right"], interval_ms=3_600_000, snapshot_dir=tmp_path)
+        qtbot.addWidget(win)
+        win.refresh()
+        assert win.save_snapshots() == [tmp_path / "right-000000.png"]
+    message = win.statusBar().currentMessage()
+    assert "saved" in message and "right-000000.png" in message and "left-000000.png already exists" in message
+    assert (tmp_path / "left-000000.png").read_bytes() == PRECIOUS

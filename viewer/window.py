@@ -170,16 +170,20 @@ class ViewerWindow(QMainWindow):
         which folders and names are refused); what was saved and what was not goes to the
         status bar. A slot that raises aborts a PyQt6 program: nothing escapes."""
         saved: list[Path] = []
+        failed: list[str] = []
         try:
             with OutputFolder(self.snapshot_dir, create=True) as folder:
-                for panel in self.panels:
-                    if (path := panel.snapshot(folder)) is not None:
-                        saved.append(path)
-        except Exception as exc:
-            done = f"saved {', '.join(map(str, saved))}; " if saved else ""
-            self.statusBar().showMessage(f"{done}snapshot failed: {reason(exc)}", 10000)
-            return saved
-        self.statusBar().showMessage("saved " + ", ".join(map(str, saved)) if saved else "no frame to save", 5000)
+                for panel in self.panels:  # one panel's refusal does not stop the others
+                    try:
+                        if (path := panel.snapshot(folder)) is not None:
+                            saved.append(path)
+                    except Exception as exc:
+                        failed.append(reason(exc))
+        except Exception as exc:  # the folder itself
+            failed.append(reason(exc))
+        said = [f"saved {', '.join(map(str, saved))}"] if saved else []
+        said += [f"snapshot failed: {'; '.join(failed)}"] if failed else []
+        self.statusBar().showMessage("; ".join(said) or "no frame to save", 10000 if failed else 5000)
         return saved
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
