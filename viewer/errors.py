@@ -77,3 +77,8 @@ class TornFrameError(ShmviewError):
 
 class BusyError(ShmviewError):
     """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""
+
+
+class OutputError(ShmviewError):
+    """An output (recording, image, snapshot) that would follow a symlink, replace what is
+    there, or land in a folder another user can change. Nothing is written."""

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt6.QtGui import QColor, QImage, QPalette
@@ -21,6 +22,9 @@ from viewer.histview import HistogramView
 from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
 from viewer.overlay import NO_OVERLAY, meta_fields, origin, parse_overlay
 from viewer.widgets import ImageView, TextLine
+
+if TYPE_CHECKING:
+    from viewer.outfiles import OutputFolder
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +269,9 @@ class StreamPanel(QWidget):
     def _update_pixel_line(self) -> None:
         self.pixel.set_fields([p for p in (self._zoom_text, self._pixel_text or self._note) if p], [])
 
-    def snapshot(self, folder: Path) -> Path | None:
-        """Save the frame on screen at full resolution; None if there is none."""
+    def snapshot(self, folder: OutputFolder) -> Path | None:
+        """Save the frame on screen at full resolution as a new file in ``folder``; None if
+        there is none. A name that exists is refused (OutputError), never replaced."""
         import cv2
 
         s = self.on_screen
@@ -275,12 +280,11 @@ class StreamPanel(QWidget):
         pixels = imaging.snapshot_array(s.frame.image, s.info.pixel_format)
         suffix = ".tiff" if pixels.dtype.kind == "f" else ".png"  # PNG holds 8 and 16 bits only
         index = s.frame.index if s.frame.index is not None else int(time.time())
-        path = folder / f"{self.name}-{index:06d}{suffix}"
+        name = f"{self.name}-{index:06d}{suffix}"
         ok, data = cv2.imencode(suffix, pixels)
         if not ok:
-            raise ShmviewError(f"could not encode {path.name}")
-        path.write_bytes(data.tobytes())  # not cv2.imwrite: its False never says why, an OSError does
-        return path
+            raise ShmviewError(f"could not encode {name}")
+        return folder.write_new(name, data.tobytes())  # not cv2.imwrite: it opens the path itself
 
     def close_stream(self) -> None:
         if self.monitor is None:

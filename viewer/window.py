@@ -16,6 +16,7 @@ from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
 
 from viewer import imaging
 from viewer.monitor import RawSpec
+from viewer.outfiles import OutputFolder
 from viewer.panel import StreamPanel, reason, status_fields, status_text
 from viewer.widgets import ZOOM_STEP, ImageView, TextLine
 
@@ -165,14 +166,24 @@ class ViewerWindow(QMainWindow):
         view.set_zoom(factor if factor is None or factor == 1.0 else view.scale() * factor)
 
     def save_snapshots(self) -> list[Path]:
-        # A slot that raises aborts a PyQt6 program: a snapshot that fails is a message, with its reason.
+        """Each panel's frame as a new file in the snapshot folder (viewer/outfiles.py says
+        which folders and names are refused); what was saved and what was not goes to the
+        status bar. A slot that raises aborts a PyQt6 program: nothing escapes."""
+        saved: list[Path] = []
+        failed: list[str] = []
         try:
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-            saved = [p for p in (panel.snapshot(self.snapshot_dir) for panel in self.panels) if p]
-        except Exception as exc:
-            self.statusBar().showMessage(f"snapshot failed: {reason(exc)}", 10000)
-            return []
-        self.statusBar().showMessage("saved " + ", ".join(map(str, saved)) if saved else "no frame to save", 5000)
+            with OutputFolder(self.snapshot_dir, create=True) as folder:
+                for panel in self.panels:  # one panel's refusal does not stop the others
+                    try:
+                        if (path := panel.snapshot(folder)) is not None:
+                            saved.append(path)
+                    except Exception as exc:
+                        failed.append(reason(exc))
+        except Exception as exc:  # the folder itself
+            failed.append(reason(exc))
+        said = [f"saved {', '.join(map(str, saved))}"] if saved else []
+        said += [f"snapshot failed: {'; '.join(failed)}"] if failed else []
+        self.statusBar().showMessage("; ".join(said) or "no frame to save", 10000 if failed else 5000)
         return saved
 
     def closeEvent(self, event: QCloseEvent | None) -> None:

@@ -6,14 +6,19 @@ frame's), and ``close()`` finishes the file. ``open_sink`` picks one from the ou
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from viewer.errors import ShmviewError
+from viewer.errors import OutputError, ShmviewError
 from viewer.frames import Frame
+from viewer.outfiles import OutputFolder
 from viewer.recording import mapping as M
 
 log = logging.getLogger(__name__)
@@ -33,9 +38,10 @@ class Sink(Protocol):
 def open_sink(out: str, names: list[str], compression: str = "zstd") -> Sink:
     """The sink ``out`` asks for: DIR/ (or an existing folder) for images, .mp4/.avi/.mkv
     for video, anything else (normally .mcap) for MCAP. A string, not a Path: a Path
-    forgets the trailing slash that says "folder"."""
+    forgets the trailing slash that says "folder". Every file is new, in a folder of yours
+    (viewer/outfiles.py); anything else is an OutputError before a byte is written."""
     if out.endswith("/") or Path(out).is_dir():
-        return ImageFolderSink(Path(out))
+        return ImageFolderSink(Path(out), names)
     path = Path(out)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSink(path, names)
@@ -54,15 +60,26 @@ class McapSink:
 
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-        if path.exists():
-            raise ShmviewError(f"{path} already exists: choose another name or remove it")
-        if not path.parent.is_dir():
-            raise ShmviewError(f"folder {path.parent} does not exist")
         kind = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4, "none": None}[compression]
         options = MCAPWriteOptions(compression=kind, compression_level=1 if compression == "zstd" else 0)
         self._context = foxglove.Context()  # our own: nothing else logged in this process lands here
-        self._writer = foxglove.open_mcap(path, context=self._context, writer_options=options)
+        self._file, self._writer = self._open(path, lambda f: foxglove.open_mcap(
+            f, context=self._context, writer_options=options))
         self._streams: dict[str, _Channels] = {}
+
+    @staticmethod
+    def _open(path: Path, open_mcap: Callable[[io.FileIO], Any]) -> tuple[io.FileIO, Any]:
+        """A new file made by us (foxglove writes through the file object, never opening the
+        path itself) and foxglove's writer on it; a failure leaves no file."""
+        with OutputFolder(path.parent) as folder:
+            file = folder.open_new(path.name)
+            made = os.fstat(file.fileno())
+            try:
+                return file, open_mcap(file)
+            except BaseException:
+                file.close()
+                folder.discard(path.name, made)
+                raise
 
     def write(self, desc: M.Description, frame: Frame) -> int:
         channels = self._streams.get(desc.name)
@@ -74,7 +91,10 @@ class McapSink:
         self._writer.flush()  # ends the chunk: what is on disk stays readable after a kill -9
 
     def close(self) -> None:
-        self._writer.close()  # summary, index and footer
+        try:
+            self._writer.close()  # summary, index and footer
+        finally:
+            self._file.close()
 
 
 class _Channels:
@@ -112,17 +132,21 @@ class VideoSink:
     PROBE_FRAMES = 15
 
     def __init__(self, path: Path, names: list[str]) -> None:
-        if not path.parent.is_dir():
-            raise ShmviewError(f"folder {path.parent} does not exist")
-        self._paths = {n: path if len(names) == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}") for n in names}
-        for p in self._paths.values():
-            if p.exists():
-                raise ShmviewError(f"{p} already exists: choose another name or remove it")
+        one = len(names) == 1
+        self._files = {n: path.name if one else f"{path.stem}-{n}{path.suffix}" for n in names}
         self._fourcc = VIDEO_SUFFIXES[path.suffix.lower()]
         self._writers: dict[str, Any] = {}
         self._waiting: dict[str, list[np.ndarray]] = {}
         self._stamps: dict[str, list[int]] = {}
         self._levels: dict[str, Any] = {}
+        self._reserved: dict[str, os.stat_result] = {}
+        self._folder = OutputFolder(path.parent)
+        try:  # every name now, so that a refusal comes before any frame, and leaves nothing
+            for n, file in self._files.items():
+                self._reserved[n] = self._folder.reserve(file)
+        except BaseException:
+            self._release()
+            raise
 
     def write(self, desc: M.Description, frame: Frame) -> int:
         image = self._bgr8(desc, frame.image)
@@ -143,9 +167,12 @@ class VideoSink:
         fps = 1e9 / float(np.median(steps)) if len(steps) and np.median(steps) > 0 else 30.0
         fps = float(min(240, max(1, round(fps))))  # MPEG-4 takes no time base finer than 1/65535
         h, w = frames[0].shape[:2]
-        writer = cv2.VideoWriter(str(self._paths[name]), cv2.VideoWriter.fourcc(*self._fourcc), fps, (w, h))
+        # OpenCV opens (and truncates) the name itself: the empty file reserved for it, in
+        # a folder no one else can change, reached through the folder's descriptor.
+        target = self._folder.proc_path(self._files[name])
+        writer = cv2.VideoWriter(target, cv2.VideoWriter.fourcc(*self._fourcc), fps, (w, h))
         if not writer.isOpened():
-            raise ShmviewError(f"OpenCV cannot write {self._paths[name]} ({self._fourcc})")
+            raise ShmviewError(f"OpenCV cannot write {self._folder.path / self._files[name]} ({self._fourcc})")
         self._writers[name] = writer
         for image in frames:
             writer.write(image)
@@ -167,18 +194,39 @@ class VideoSink:
         pass
 
     def close(self) -> None:
-        for name in list(self._waiting):
-            self._open(name)  # a short recording: fewer frames than the probe
-        for writer in self._writers.values():
-            writer.release()
+        try:
+            for name in list(self._waiting):
+                self._open(name)  # a short recording: fewer frames than the probe
+        finally:
+            for writer in self._writers.values():
+                writer.release()
+            self._release()
+
+    def _release(self) -> None:
+        """Remove the names reserved for streams that gave no frame; let the folder go."""
+        for name, made in self._reserved.items():
+            if name not in self._writers:
+                self._folder.discard(self._files[name], made)
+        self._folder.close()
 
 
 class ImageFolderSink:
-    """One file per frame: PNG (8 or 16 bits, lossless) or TIFF (float), NAME_INDEX."""
+    """One file per frame: PNG (8 or 16 bits, lossless) or TIFF (float), NAME_INDEX; after
+    a producer restart (indices start again) NAME_restartK_INDEX. Refused at once in a
+    folder that already holds frames of one of the streams: nothing is ever replaced."""
 
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
+    def __init__(self, folder: Path, names: list[str]) -> None:
+        self._folder = OutputFolder(folder, create=True)
+        present = self._folder.names()
+        for name in names:
+            pattern = re.compile(re.escape(name) + r"_(restart[0-9]+_)?[0-9]{8,}\.(png|tiff)")
+            clash = next((f for f in sorted(present) if pattern.fullmatch(f)), None)
+            if clash is not None:
+                self._folder.close()
+                raise OutputError(f"{folder} already holds frames of {name} ({clash}): shmview never "
+                                  "replaces anything; record into another folder", path=str(folder / clash))
+        self._last: dict[str, int] = {}
+        self._restarts: dict[str, int] = {}
 
     def write(self, desc: M.Description, frame: Frame) -> int:
         import cv2
@@ -186,16 +234,23 @@ class ImageFolderSink:
         from viewer.imaging import snapshot_array
 
         suffix = ".tiff" if frame.image.dtype.kind == "f" else ".png"
-        path = self.folder / f"{desc.name}_{frame.index:08d}{suffix}"
+        file = self._file_name(desc.name, frame.index or 0) + suffix
         ok, data = cv2.imencode(suffix, snapshot_array(frame.image, desc.pixel_format),
                                 [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
-            raise ShmviewError(f"OpenCV cannot encode {path.name}")
-        path.write_bytes(data.tobytes())  # an OSError says why; cv2.imwrite's False never does
+            raise ShmviewError(f"OpenCV cannot encode {file}")
+        self._folder.write_new(file, data.tobytes())  # never cv2.imwrite: it would open the path itself
         return frame.image.nbytes
+
+    def _file_name(self, name: str, index: int) -> str:
+        if index <= self._last.get(name, -1):  # the producer restarted: its indices start again
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+        self._last[name] = index
+        restarts = self._restarts.get(name, 0)
+        return f"{name}_restart{restarts}_{index:08d}" if restarts else f"{name}_{index:08d}"
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self._folder.close()
