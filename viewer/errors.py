@@ -77,3 +77,8 @@ class TornFrameError(ShmviewError):
 
 class BusyError(ShmviewError):
     """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""
+
+
+class CodecError(ShmviewError):
+    """A network message that is not a shmview frame, asks for more than the receiver
+    allows, or whose pixels do not decode to what its header says."""
