@@ -276,6 +276,19 @@ def test_an_honest_header_over_max_frame_bytes_makes_no_block(tmp_path):
     assert not any("16384" in line for line in out.lines)  # never mirrored in that shape
 
 
+def test_a_message_over_zenohs_cap_is_dropped_and_the_link_stays(tmp_path):
+    """--max-frame-bytes also caps what Zenoh reassembles: 4 MiB against a cap of about
+    2.3 MB goes nowhere, and the peer's next good frame is mirrored."""
+    port = free_port()
+    with bridge(port, "--max-frame-bytes", "100000") as (proc, _, _), peer(port) as p:
+        p(token=KEY)
+        mirrored_after(p, tmp_path, 0)
+        before = peak_rss(proc.pid)
+        p.put(header(), bytes(4 << 20), tmp_path)
+        mirrored_after(p, tmp_path, 1)
+        assert peak_rss(proc.pid) - before < 4 << 20
+
+
 # -- fuzzing the header --------------------------------------------------------------------
 
 _JUNK = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=12),
