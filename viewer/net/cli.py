@@ -235,9 +235,12 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {text!r}")
     return value
 
 
