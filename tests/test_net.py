@@ -303,7 +303,7 @@ def test_host_ids_and_keys():
 ])
 def test_lossless_codecs_round_trip(shape, dtype, codec):
     image = (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
-    head = Header(3, 5, shape, dtype, "GRAY" if len(shape) == 2 else "BGR", codec, {"a": 1})
+    head = Header(3, 5, shape, dtype, {1: "GRAY", 3: "BGR", 4: "BGRA"}[(*shape, 1)[2]], codec, {"a": 1})
     back = decode(Header.unpack(head.pack()), encode(image, codec))
     assert back.dtype == image.dtype and np.array_equal(back, image)
 

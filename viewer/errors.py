@@ -82,3 +82,8 @@ class BusyError(ShmviewError):
 class OutputError(ShmviewError):
     """An output (recording, image, snapshot) that would follow a symlink, replace what is
     there, or land in a folder another user can change. Nothing is written."""
+
+
+class CodecError(ShmviewError):
+    """A network message that is not a shmview frame, asks for more than the receiver
+    allows, or whose pixels do not decode to what its header says."""

@@ -93,6 +93,7 @@ def add_bridge(sub: argparse._SubParsersAction, epilog: str) -> argparse.Argumen
                    help="Zenoh key pattern of the streams to mirror, e.g. shmview/robot1/*")
     add_network_options(p)
     p.add_argument("--prefix", default="", help="put this before each local name: <prefix><host-id>.<name>")
+    add_bridge_limits(p)
     return p
 
 
@@ -188,9 +189,9 @@ def run_bridge(args: argparse.Namespace) -> None:
 
     _keep_big_buffers()
     with _stopped_by_signals() as stop:
-        session = open_session(options(args))
+        session = open_session(limited(options(args), args))
         try:
-            bridge = Bridge(session, args.pattern, args.prefix, report=_say)
+            bridge = Bridge(session, args.pattern, args.prefix, report=_say, limits=bridge_limits(args))
             try:
                 _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")
                 while not stop.wait(3600):
@@ -228,3 +229,39 @@ def _table(rows: list[dict[str, Any]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=sys.stdout)
+
+
+# -- what a bridge lets its peers cost (issue 18): kept apart from the options above ----------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {text!r}")
+    return value
+
+
+def add_bridge_limits(p: argparse.ArgumentParser) -> None:
+    from viewer.net.bridge import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_STREAMS
+
+    p.add_argument("--max-frame-bytes", type=_positive, default=DEFAULT_MAX_FRAME_BYTES, metavar="N",
+                   help=f"drop frames whose pixels would take more than N bytes (default {DEFAULT_MAX_FRAME_BYTES:,}"
+                   ": 3840x2160, 4 channels of uint16)")
+    p.add_argument("--max-streams", type=_positive, default=DEFAULT_MAX_STREAMS, metavar="N",
+                   help=f"mirror at most N streams at a time (default {DEFAULT_MAX_STREAMS})")
+
+
+def bridge_limits(args: argparse.Namespace) -> Any:
+    from viewer.net.bridge import Limits
+
+    return Limits(max_frame_bytes=args.max_frame_bytes, max_streams=args.max_streams)
+
+
+def limited(opts: NetOptions, args: argparse.Namespace) -> NetOptions:
+    """``opts`` with Zenoh's own message size capped to what the bridge would take."""
+    import dataclasses
+
+    return dataclasses.replace(opts, extra={**opts.extra, **bridge_limits(args).zenoh_settings()})
