@@ -167,7 +167,7 @@ def _description(metadata: dict[str, str], topic: str, name: str) -> M.Descripti
         raise RecordingError(f"{where}: a stream description this shmview cannot read (format 1 expected)")
     shape, dtype, pixel_format, meta_bytes = (fields.get(k) for k in ("shape", "dtype", "pixel_format", "meta_bytes"))
     if fields.get("name") != name:
-        raise RecordingError(f"{where} describes a stream of another name")
+        raise RecordingError(f"{where} describes a stream named {str(fields.get('name'))[:40]!r}")
     if not isinstance(shape, list) or not all(type(s) is int for s in shape) or type(meta_bytes) is not int:
         raise RecordingError(f"{where}: the shape must be a list of integers and meta_bytes an integer")
     if dtype not in DTYPES or not isinstance(pixel_format, str):
@@ -190,14 +190,14 @@ def _frame_record(stream: str, data: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise RecordingError(f"stream {stream}: a frame record that is not JSON") from None
     if not isinstance(rec, dict):
-        raise RecordingError(f"stream {stream}: a frame record that is a JSON {type(rec).__name__}, not an object")
+        raise RecordingError(f"stream {stream}: a frame record that is a JSON {_kind(rec)}, not an object")
     index, stamp, meta = rec.get("index"), rec.get("timestamp_ns"), rec.get("meta")
     for key, value, top in (("index", index, _MAX_INDEX), ("timestamp_ns", stamp, MAX_NS)):
         if value is not None and not (type(value) is int and 0 <= value <= top):
             raise RecordingError(f"stream {stream}: a frame record whose {key} is {_shown(value)}, "
                                  f"not an integer from 0 to {top}")
     if meta is not None and not isinstance(meta, dict):
-        raise RecordingError(f"stream {stream}: a frame record whose meta is a {type(meta).__name__}, not an object")
+        raise RecordingError(f"stream {stream}: a frame record whose meta is a JSON {_kind(meta)}, not an object")
     return {"index": index, "timestamp_ns": stamp, "meta": meta}
 
 
@@ -245,10 +245,16 @@ def _raw_image_decoder() -> _Decoder:
 
 def _shown(value: object) -> str:
     """A JSON value as a message shows it: short, and saying what kind of value it is."""
+    if type(value) is int:
+        return str(value)
     if isinstance(value, (bool, str, float)):
-        kind = {bool: "boolean", str: "string", float: "number"}[type(value)]
-        return f"the {kind} {repr(value)[:40]}"
-    return str(value) if isinstance(value, int) else f"a JSON {'list' if isinstance(value, list) else 'object'}"
+        return f"the {_kind(value)} {repr(value)[:40]}"
+    return f"a JSON {_kind(value)}"
+
+
+def _kind(value: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
+    return names.get(type(value), "null")
 
 
 def _open(path: Path) -> BinaryIO:

@@ -11,7 +11,9 @@ length is checked before anything is allocated for it:
   a stream may carry (1 GiB, or ``$SHMVIEW_MAX_FRAME_BYTES``) plus its metadata and 4 MiB;
   a chunk's claimed size is checked against it before decompressing, decompression stops
   one byte past the claimed size, and the result must match the size and the chunk's CRC;
-- a chunk holds only Schema, Channel and Message records (the MCAP specification's list).
+- a chunk holds only Schema, Channel and Message records (the MCAP specification's list),
+  and at most one record per byte of its compressed data, so the work of a pass stays in
+  proportion to the file: a 100 KB file cannot hold millions of records.
 
 Anything else that does not hold up is a RecordingError naming the record and its byte
 offset. The mcap library's record classes still read the fields of schemas and channels.
@@ -126,13 +128,19 @@ class Walk:
         data = _inflate(compression, packed, size, at)
         if crc and zlib.crc32(data) != crc:
             raise RecordingError(f"the chunk at byte {at:,} fails its CRC check (corrupt)")
-        yield from _inner(memoryview(data), at)
+        yield from _inner(memoryview(data), at, budget=len(packed))
 
 
-def _inner(data: memoryview, at: int) -> Iterator[Record]:
-    """The records of a decompressed chunk (``at``: the chunk's offset, for messages)."""
+def _inner(data: memoryview, at: int, budget: int) -> Iterator[Record]:
+    """The records of a decompressed chunk (``at``: the chunk's offset, for messages), at
+    most ``budget`` of them: one per byte of the chunk's data on disk. Real chunks take about
+    ten bytes a record even for 1x1 frames; a chunk of millions of identical tiny records
+    compressed to nothing would otherwise cost seconds per kilobyte of file."""
     pos = 0
     while pos < len(data):
+        budget -= 1
+        if budget < 0:
+            raise RecordingError(f"the chunk at byte {at:,} holds more records than its size allows")
         if len(data) - pos < _HEAD.size:
             raise RecordingError(f"the chunk at byte {at:,} ends inside a record")
         opcode, length = _HEAD.unpack_from(data, pos)
