@@ -382,3 +382,20 @@ def test_the_cap_follows_the_frame_size_limit(valid: bytes, tmp_path: Path, monk
     assert cap_bytes() < 7 * 2**20
     with pytest.raises(RecordingError, match=f"over the {cap_bytes():,}-byte cap"):
         report(path)
+
+
+def test_a_chunk_its_writer_never_finished_is_cut_short_other_huge_lengths_are_refused(valid: bytes, tmp_path: Path):
+    """A recorder killed mid-chunk leaves the chunk's length as 2^64-1 (filled in when the
+    chunk is done): that file was cut short. Any other record longer than the cap is not a
+    recording's, cut short or not."""
+    parts = take_apart(valid)
+    whole = put_together(parts, "zstd")
+    at = len(MAGIC) + 9 + len(parts[0][1])  # the first chunk
+    path = tmp_path / "killed.mcap"
+    path.write_bytes(whole[: at + 1] + struct.pack("<Q", 2**64 - 1) + whole[at + 9 : at + 200])
+    rec = Recording(path)
+    assert list(rec.frames()) == [] and not rec.complete
+    assert rec.problem == f"cut short (its writer never finished it): {at} of {at + 200} bytes readable"
+    path.write_bytes(whole[:at] + struct.pack("<BQ", MESSAGE, 2**60) + whole[at + 9 :])
+    with pytest.raises(RecordingError, match=f"a message record at byte {at} claims 1,152,921,504,606,846,976 bytes"):
+        report(path)

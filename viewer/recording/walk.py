@@ -5,8 +5,9 @@ claims a huge uncompressed size is allocated before a byte of it is decompressed
 file once took ``shmview info`` to 2 GB), and any record may claim up to 4 GiB. Here each
 length is checked before anything is allocated for it:
 
-- a record longer than what is left of the file means the file was cut short (a recorder
-  killed mid-write): the walk stops there and says where;
+- a record longer than what is left of the file (and within the cap, or a chunk whose length
+  its writer had not yet filled in) means the file was cut short (a recorder killed
+  mid-write): the walk stops there and says where;
 - no record, and no chunk once decompressed, may exceed ``cap_bytes()``: the largest frame
   a stream may carry (1 GiB, or ``$SHMVIEW_MAX_FRAME_BYTES``) plus its metadata and 4 MiB;
   a chunk's claimed size is checked against it before decompressing, decompression stops
@@ -43,6 +44,7 @@ _MESSAGE = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish tim
 _CHUNK = struct.Struct("<QQQI")  # start time, end time, uncompressed size, uncompressed CRC
 _SLACK = 4 * 2**20  # a frame record and the RawImage fields around the largest image
 _STEP = 16 * 2**20  # decompress in pieces: memory follows what a chunk really holds
+_UNFINISHED = 2**64 - 1  # the length a writer puts in a chunk record until the chunk is done
 _IN_CHUNKS = (Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE)
 
 Record = Schema | Channel | Message
@@ -69,8 +71,6 @@ class Walk:
         if self._f.read(len(MAGIC)) != MAGIC:
             raise RecordingError("not an MCAP file (no MCAP magic at its start)")
         for opcode, body, at in self._top():
-            if at == len(MAGIC) and opcode != Opcode.HEADER:
-                raise RecordingError(f"no MCAP header record at byte {at:,}")
             if opcode == Opcode.CHUNK:
                 yield from self._chunk(body, at)
             elif opcode in _IN_CHUNKS:
@@ -90,11 +90,14 @@ class Walk:
                 self.cut_at = at
                 return
             opcode, length = _HEAD.unpack(head)
-            if length > self.size - at - _HEAD.size:  # before reading: the length may be anything
-                self.cut_at = at
+            if at == len(MAGIC) and opcode != Opcode.HEADER:
+                raise RecordingError(f"no MCAP header record at byte {at:,}")
+            unfinished = opcode == Opcode.CHUNK and length == _UNFINISHED
+            if length > self.size - at - _HEAD.size and (length <= self.cap or unfinished):
+                self.cut_at = at  # the last record, cut short
                 return
-            if length > self.cap:
-                raise RecordingError(f"a {_name(opcode)} record of {length:,} bytes at byte {at:,}, "
+            if length > self.cap:  # cut short or not, no writer of ours makes such a record
+                raise RecordingError(f"{_name(opcode)} at byte {at:,} claims {length:,} bytes, "
                                      f"over the {self.cap:,}-byte cap")
             body = self._f.read(length)
             if len(body) < length:  # the file shrank under us
@@ -148,7 +151,7 @@ def _inner(data: memoryview, at: int, budget: int) -> Iterator[Record]:
         if end > len(data):
             raise RecordingError(f"the chunk at byte {at:,} holds a record longer than the chunk")
         if opcode not in _IN_CHUNKS:
-            raise RecordingError(f"the chunk at byte {at:,} holds a {_name(opcode)} record, which chunks may not")
+            raise RecordingError(f"the chunk at byte {at:,} holds {_name(opcode)}, which chunks may not")
         yield _parse(opcode, data[pos + _HEAD.size : end], at)
         pos = end
 
@@ -196,7 +199,7 @@ def _parse(opcode: int, body: memoryview, at: int) -> Record:
         stream = _Exact(io.BytesIO(body))
         return Schema.read(stream) if opcode == Opcode.SCHEMA else Channel.read(stream)
     except (McapError, struct.error, UnicodeDecodeError) as exc:
-        raise RecordingError(f"a corrupt {_name(opcode)} record at byte {at:,}: {exc}") from None
+        raise RecordingError(f"{_name(opcode)} at byte {at:,} is corrupt: {exc}") from None
 
 
 class _Exact(ReadDataStream):
@@ -211,7 +214,8 @@ class _Exact(ReadDataStream):
 
 
 def _name(opcode: int) -> str:
+    """'a chunk record', 'a record of unknown opcode 0x5b'."""
     try:
-        return Opcode(opcode).name.lower().replace("_", " ")
+        return f"a {Opcode(opcode).name.lower().replace('_', ' ')} record"
     except ValueError:
-        return f"opcode-{opcode:#04x}"
+        return f"a record of unknown opcode {opcode:#04x}"
