@@ -115,16 +115,7 @@ class Walk:
         self.cut_at = None if self.complete else end
 
     def _chunk(self, body: memoryview, at: int) -> Iterator[Record]:
-        try:
-            _start, _end, size, crc = _CHUNK.unpack_from(body)
-            n = int.from_bytes(body[_CHUNK.size : _CHUNK.size + 4], "little")
-            compression = str(body[_CHUNK.size + 4 : _CHUNK.size + 4 + n], "utf-8")
-            (length,) = struct.unpack_from("<Q", body, _CHUNK.size + 4 + n)
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise RecordingError(f"a corrupt chunk record at byte {at:,}: {exc}") from None
-        packed = body[_CHUNK.size + 12 + n : _CHUNK.size + 12 + n + length]
-        if len(packed) != length:
-            raise RecordingError(f"the chunk at byte {at:,} claims {length:,} bytes of data and holds {len(packed):,}")
+        size, crc, compression, packed = _chunk_fields(body, at)
         if size > self.cap:
             raise RecordingError(f"the chunk at byte {at:,} claims {size:,} bytes uncompressed, "
                                  f"over the {self.cap:,}-byte cap")
@@ -132,6 +123,21 @@ class Walk:
         if crc and zlib.crc32(data) != crc:
             raise RecordingError(f"the chunk at byte {at:,} fails its CRC check (corrupt)")
         yield from _inner(memoryview(data), at, budget=len(packed))
+
+
+def _chunk_fields(body: memoryview, at: int) -> tuple[int, int, str, memoryview]:
+    """(uncompressed size, CRC, compression, compressed data) of a chunk record's body."""
+    try:
+        _start, _end, size, crc = _CHUNK.unpack_from(body)
+        n = int.from_bytes(body[_CHUNK.size : _CHUNK.size + 4], "little")
+        compression = str(body[_CHUNK.size + 4 : _CHUNK.size + 4 + n], "utf-8")
+        (length,) = struct.unpack_from("<Q", body, _CHUNK.size + 4 + n)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise RecordingError(f"a chunk record at byte {at:,} is corrupt: {exc}") from None
+    packed = body[_CHUNK.size + 12 + n : _CHUNK.size + 12 + n + length]
+    if len(packed) != length:
+        raise RecordingError(f"the chunk at byte {at:,} claims {length:,} bytes of data and holds {len(packed):,}")
+    return size, crc, compression, packed
 
 
 def _inner(data: memoryview, at: int, budget: int) -> Iterator[Record]:
