@@ -4,6 +4,10 @@ Not a FrameSource under serve(): serve() makes frames fit a stream (channel orde
 rules), and replay must give back each stream's recorded shape, dtype, pixel format and
 pixels bit for bit, floats included. So it owns one FrameWriter per recorded stream and
 paces them on the recording's own clock (all streams on one timeline).
+
+Nothing in the file is trusted (viewer/recording/reading.py checks it): choosing the streams
+reads the whole file, so a recording that does not hold up is refused (RecordingError,
+exit 1) before any stream is published.
 """
 
 from __future__ import annotations

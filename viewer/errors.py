@@ -70,6 +70,12 @@ class SourceError(ShmviewError):
     """A producer's source is there but unusable (undecodable file, no readable image)."""
 
 
+class RecordingError(SourceError):
+    """A recording that is not what it claims: a corrupt or oversized record, a chunk that
+    does not decompress to its stated size, a stream description or frame record that does
+    not hold up. (A file merely cut short is not an error: it is read up to where it stops.)"""
+
+
 class TornFrameError(ShmviewError):
     """A zero-copy view whose slot the writer reused while the caller was using it: what
     was computed from it may mix two frames."""

@@ -5,7 +5,10 @@
 - sinks.py     where recorded frames go: an MCAP file (foxglove-sdk), a video (OpenCV), or
                one PNG/TIFF per frame
 - recorder.py  following streams at full rate into a sink, counting what it could not keep
-- reading.py   a recording's streams and frames, from complete or cut-short MCAP files
+- walk.py      an MCAP file's records, front to back, every length bounded before it is
+               believed (a chunk's claimed size against a cap, before decompressing)
+- reading.py   a recording's streams and frames, from complete or cut-short MCAP files,
+               every value taken from the file checked (RecordingError if it does not hold)
 - info.py      what ``shmview info`` prints
 - progress.py  progress on a terminal (rich), nothing otherwise
 - command.py   ``shmview record``: readers, sink, recorder and progress put together

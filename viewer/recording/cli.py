@@ -52,12 +52,15 @@ def add_record(sub: argparse._SubParsersAction, exit_codes: str) -> None:
     rec.set_defaults(func=run_record)
     info = sub.add_parser("info", help="what a recording holds", epilog=exit_codes)
     info.add_argument("path", type=Path, metavar="FILE.mcap", help="a recording")
-    info.set_defaults(func=run_info)
+    info.set_defaults(func=run_info, parser=info)
 
 
 def run_replay(args: argparse.Namespace) -> int:
     from producers.replay import ReplayArgumentError, replay
 
+    if args.path.is_dir():
+        args.parser.error(f"{args.path} is a folder: replay reads MCAP files "
+                          f"(a folder of images plays with: shmview produce folder --path {args.path})")
     try:
         replay(args.path, stream=args.stream, name=args.name, loop=args.loop, speed=args.speed, slots=args.slots)
     except ReplayArgumentError as exc:
@@ -82,6 +85,8 @@ def run_record(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from viewer.recording.info import report
 
+    if args.path.is_dir():  # a `record --out DIR/` folder, most likely: one image per frame
+        args.parser.error(f"{args.path} is a folder: info reads MCAP files")
     for line in report(args.path):
         print(line)
     return 0
