@@ -231,7 +231,7 @@ def test_readers_never_write_even_when_asked_to():
     with FrameWriter("ro", (4, 4)) as w, FrameReader("ro") as r:
         w.write(np.full((4, 4), 5, np.uint8))
         with pytest.raises((TypeError, ValueError)):
-            r._att.mapping.views.pixels[0][:] = 0  # the mapping is read-only: numpy refuses the write
+            r._att.mapping.held("ro")[1].pixels[0][:] = 0  # the mapping is read-only: numpy refuses the write
         with FrameReader("ro") as again:
             assert again.read().image.max() == 5
 

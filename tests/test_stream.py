@@ -57,7 +57,7 @@ def test_reader_gets_a_private_copy_and_cannot_write_the_block():
         frame.image[:] = 0  # ours to change
         assert r.read().image.max() == 9
         with pytest.raises(TypeError):
-            r._att.mapping.block.buf[0] = 1  # the mapping itself is read-only
+            r._att.mapping.block.mm[0] = 1  # the mapping itself is read-only
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_a_view_is_the_slot_itself_and_read_only():
         with r.view() as frame:
             assert frame.index == 0 and frame.image.max() == 5
             assert not frame.image.flags.writeable and not frame.image.flags.owndata
-            assert np.shares_memory(frame.image, r._att.mapping.views.pixels[0])
+            assert np.shares_memory(frame.image, r._att.mapping.held("viewed")[1].pixels[0])
 
 
 def test_a_view_lapped_by_the_writer_says_it_may_be_torn():

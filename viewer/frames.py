@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import mmap
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -59,7 +61,11 @@ class _Closing:
 
 @dataclass
 class _Views:
-    """numpy views of one block's mutable words and slots (dropped before unmapping)."""
+    """numpy views of one block's mutable words and slots.
+
+    Each is made with ``np.frombuffer(mm)``, so each keeps the block mapped for as long as
+    it lives (viewer.shm.release): dropping them is all a close() needs to do for them.
+    """
 
     state: np.ndarray  # the header's state word, shape (1,)
     published: np.ndarray  # frames_written, shape (1,)
@@ -69,16 +75,16 @@ class _Views:
     meta: list[np.ndarray]  # per slot: the metadata capacity, uint8 (empty lists without)
 
     @classmethod
-    def of(cls, buf: memoryview, lay: P.Layout) -> _Views:
-        def words(offset: int, count: int) -> np.ndarray:
-            return np.ndarray((count,), np.uint64, buffer=buf, offset=offset)
+    def of(cls, mm: mmap.mmap, lay: P.Layout) -> _Views:
+        def at(offset: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+            return np.frombuffer(mm, dtype, math.prod(shape), offset).reshape(shape)
 
         slots = range(lay.slot_count) if lay.meta_bytes else range(0)
         return cls(
-            words(P.STATE_OFFSET, 1),
-            words(P.FRAMES_WRITTEN_OFFSET, 1),
-            [words(lay.slot_offset(s), 3) for s in range(lay.slot_count)],
-            [np.ndarray(lay.shape, lay.dtype, buffer=buf, offset=lay.pixels_offset(s)) for s in range(lay.slot_count)],
-            [np.ndarray((1,), np.uint32, buffer=buf, offset=lay.slot_offset(s) + P.SLOT_META_LEN) for s in slots],
-            [np.ndarray((lay.meta_bytes,), np.uint8, buffer=buf, offset=lay.meta_offset(s)) for s in slots],
+            at(P.STATE_OFFSET, np.uint64, (1,)),
+            at(P.FRAMES_WRITTEN_OFFSET, np.uint64, (1,)),
+            [at(lay.slot_offset(s), np.uint64, (3,)) for s in range(lay.slot_count)],
+            [at(lay.pixels_offset(s), lay.dtype, lay.shape) for s in range(lay.slot_count)],
+            [at(lay.slot_offset(s) + P.SLOT_META_LEN, np.uint32, (1,)) for s in slots],
+            [at(lay.meta_offset(s), np.uint8, (lay.meta_bytes,)) for s in slots],
         )

@@ -1,69 +1,53 @@
-"""A reader's mapping of a block, and the numpy views over it, closed safely.
+"""A reader's mapping of a block and the arrays over it, closed without a lock.
 
-Numpy views do not pin an mmap: unmapping under a running copy is a segfault. So the
-unmap waits for reads in other threads, and one interrupted by a signal handler in its
-own thread is finished by that read.
+Every array over a block is made with ``np.frombuffer(mm)``, which pins the mapping
+(viewer.shm.release). close() only drops this object's references: a read running in
+another thread, or one a signal handler interrupted to close, goes on over memory that
+stays mapped, and an array a caller kept (from view() or apply()) stays valid until it is
+gone. The next use of a closed Mapping raises ShmviewError.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+import mmap
+from typing import Generic, TypeVar
 
-from viewer.errors import ShmviewError
+from viewer.errors import ProtocolError, ShmviewError
 from viewer.shm import ReadOnlyBlock
 
+V = TypeVar("V")
 
-class Mapping:
-    """A reader's mapping and the views over it, safe to close while reads run in other
-    threads: close() waits for them, and a read after close raises. A close() from a
-    signal handler that interrupted a read in the same thread is finished by that read
-    when it leaves. (Numpy views do not pin an mmap: unmapping under one is a segfault.)"""
 
-    def __init__(self, block: ReadOnlyBlock, views: Any, needed: int) -> None:
-        self.block: ReadOnlyBlock | None = block
-        self.views = views
-        self.needed = needed  # bytes every access touches at most: checked before each
-        self._cond = threading.Condition(threading.RLock())
-        self._inside: Counter[int] = Counter()  # thread id -> reads in progress
-        self._closing = False
+class Mapping(Generic[V]):
+    """A reader's mapping and the views over it (anything holding frombuffer arrays of
+    ``block.mm``). ``needed``: the bytes every access may touch, checked before each."""
 
-    @contextmanager
-    def reading(self, what: str) -> Iterator[tuple[ReadOnlyBlock, Any]]:
-        me = threading.get_ident()
-        with self._cond:
-            if self.block is None or self._closing:
-                raise ShmviewError(f"{what} is closed")
-            self._inside[me] += 1
-            held = self.block, self.views
-        try:
-            held[0].check_size(self.needed)  # an owner that shrank the block: an error, not SIGBUS
-            yield held
-        finally:
-            with self._cond:
-                self._inside[me] -= 1
-                if not self._inside[me]:
-                    del self._inside[me]
-                self._cond.notify_all()
-                last_out = self._closing and not self._inside
-            if last_out:
-                self._unmap()
+    __slots__ = ("_held", "block", "needed")
+
+    def __init__(self, block: ReadOnlyBlock, views: V, needed: int) -> None:
+        assert block.mm is not None
+        self.block = block
+        self.needed = needed
+        self._held: tuple[mmap.mmap, V] | None = (block.mm, views)
+
+    def held(self, what: str) -> tuple[mmap.mmap, V]:
+        """The mapping and the views, for one access: ShmviewError once closed,
+        ProtocolError if the owner shrank the block (the access would be a SIGBUS).
+        The caller's reference to the views is what keeps the mapping valid meanwhile."""
+        held = self._held  # one load: a close() after it cannot take the pair from us
+        if held is None:
+            raise ShmviewError(f"{what} is closed")
+        size = held[0].size()  # one fstat; mm cannot be closed while its views live
+        if size < self.needed:
+            raise ProtocolError(f"block {self.block.name!r} shrank to {size:,} bytes under the reader",
+                                name=self.block.name)
+        return held
+
+    @property
+    def closed(self) -> bool:
+        return self._held is None
 
     def close(self) -> None:
-        with self._cond:
-            if self.block is None or self._closing:
-                return
-            self._closing = True
-            if self._inside.get(threading.get_ident()):
-                return  # a read of this very thread is under us: it unmaps when it leaves
-            self._cond.wait_for(lambda: not self._inside)
-        self._unmap()
-
-    def _unmap(self) -> None:
-        with self._cond:
-            block, self.block, self.views = self.block, None, None
-        if block is not None:
-            block.close()
+        """Drop the views; the block is unmapped now, or when the last array over it goes."""
+        self._held = None
+        self.block.close()

@@ -7,6 +7,7 @@ The read procedure is in viewer/protocol.py (docs/PROTOCOL.md).
 from __future__ import annotations
 
 import math
+import mmap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,9 +52,9 @@ class _Attachment:
     fixed: bytes  # the header's write-once bytes, as they were when we attached
 
 
-def _fixed_bytes(buf: memoryview) -> bytes:
+def _fixed_bytes(mm: mmap.mmap) -> bytes:
     """The header bytes a writer writes once: everything but state and frames_written."""
-    return bytes(buf[: P.STATE_OFFSET]) + bytes(buf[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4])
+    return mm[: P.STATE_OFFSET] + mm[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4]
 
 
 def _attach(name: str, block_name: str | None) -> _Attachment:
@@ -62,8 +63,10 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
         record = _find_live(name)
         block_name = record.block
     block = ReadOnlyBlock(block_name)
+    mm = block.mm
+    assert mm is not None
     try:
-        head = P.parse_header(bytes(block.buf[: P.HEADER_SIZE]), block.size)
+        head = P.parse_header(mm[: P.HEADER_SIZE], block.size)
         if record is not None and head.created_ns != record.created_ns:
             raise ProtocolError(f"block {block_name} is not the one the registry names")
     except ProtocolError as exc:
@@ -73,8 +76,8 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    mapping = Mapping(block, _Views.of(block.buf, lay), lay.block_size)
-    return _Attachment(mapping, lay, info, record, _fixed_bytes(block.buf))
+    mapping = Mapping(block, _Views.of(mm, lay), lay.block_size)
+    return _Attachment(mapping, lay, info, record, _fixed_bytes(mm))
 
 
 def _find_live(name: str) -> StreamRecord:
@@ -122,7 +125,8 @@ class FrameReader(_Closing):
     ``timeout`` waits that long for the stream to appear. ``follow=True`` re-attaches by
     itself when the stream's producer restarts (a new block behind the name); without it
     the reader stays on its block and ``state`` says ``gone`` once the producer ended.
-    Each attached block holds one file descriptor and one mapping.
+    Each attached block holds one file descriptor and one mapping; arrays from view() and
+    apply() keep the mapping until they are gone, even past close().
     """
 
     def __init__(
@@ -158,13 +162,11 @@ class FrameReader(_Closing):
 
     @property
     def frames_written(self) -> int:
-        with self._att.mapping.reading(self.name) as (_, v):
-            return int(v.published[0])
+        return int(self._att.mapping.held(self.name)[1].published[0])
 
     @property
     def closed_by_producer(self) -> bool:
-        with self._att.mapping.reading(self.name) as (_, v):
-            return int(v.state[0]) == P.STATE_CLOSED
+        return int(self._att.mapping.held(self.name)[1].state[0]) == P.STATE_CLOSED
 
     def read(self, out: np.ndarray | None = None, *, index: int | None = None) -> Frame | None:
         """The newest complete frame, or None before the first one. Never torn.
@@ -182,18 +184,18 @@ class FrameReader(_Closing):
                 f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}"
             )
         image = np.empty(lay.shape, lay.dtype) if out is None else out
-        with self._att.mapping.reading(self.name) as (_, v):
-            for _ in range(MAX_READ_ATTEMPTS):
-                slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
-                if slot is None:
-                    return None
-                if slot < 0:
-                    continue
-                np.copyto(image, v.pixels[slot])
-                payload = self._payload(v, slot)
-                stamps = self._still(v, slot, seq)
-                if stamps is not None:
-                    return Frame(image, *stamps, self._decode(payload, stamps[0]))
+        _, v = self._att.mapping.held(self.name)  # v keeps the block mapped, whatever close() does
+        for _ in range(MAX_READ_ATTEMPTS):
+            slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
+            if slot is None:
+                return None
+            if slot < 0:
+                continue
+            np.copyto(image, v.pixels[slot])
+            payload = self._payload(v, slot)
+            stamps = self._still(v, slot, seq)
+            if stamps is not None:
+                return Frame(image, *stamps, self._decode(payload, stamps[0]))
         raise self._busy()
 
     @contextmanager
@@ -204,24 +206,24 @@ class FrameReader(_Closing):
         Use it inside the block only (copy what you keep). On leaving, the slot is checked:
         if the writer reused it meanwhile, TornFrameError says that whatever was computed
         inside may mix two frames. Yields None before the first frame (or, with ``index``,
-        when the ring no longer holds that frame). While the block runs, close() (from
-        another thread) waits for it.
+        when the ring no longer holds that frame). A close() meanwhile (another thread, a
+        signal handler) leaves the view valid: the block stays mapped while it lives.
         """
         if self.follow:
             self._follow()
-        with self._att.mapping.reading(self.name) as (_, v):
-            slot, seq = self._stable_slot(v, index)
-            if slot is None:
-                yield None
-                return
-            payload = self._payload(v, slot)
-            stamps = self._still(v, slot, seq)
-            frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
-            if frame is not None:
-                yield frame
-            if frame is None or self._still(v, slot, seq) is None:
-                which = "the newest frame" if frame is None else f"frame {frame.index}"
-                raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
+        _, v = self._att.mapping.held(self.name)
+        slot, seq = self._stable_slot(v, index)
+        if slot is None:
+            yield None
+            return
+        payload = self._payload(v, slot)
+        stamps = self._still(v, slot, seq)
+        frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
+        if frame is not None:
+            yield frame
+        if frame is None or self._still(v, slot, seq) is None:
+            which = "the newest frame" if frame is None else f"frame {frame.index}"
+            raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
 
     def apply(self, fn: Callable[[Frame], T], *, index: int | None = None) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
@@ -392,8 +394,8 @@ class FrameReader(_Closing):
         return self._state()
 
     def _state(self) -> str:
-        with self._att.mapping.reading(self.name) as (_, v):
-            closed, written = int(v.state[0]) == P.STATE_CLOSED, int(v.published[0])
+        _, v = self._att.mapping.held(self.name)
+        closed, written = int(v.state[0]) == P.STATE_CLOSED, int(v.published[0])
         gone = closed or not self.producer_alive() or (self.record is not None and self.replaced())
         now = time.monotonic()
         if written != self._last_written:
@@ -406,8 +408,7 @@ class FrameReader(_Closing):
         """The kernel's word: the stream's record is still locked by its producer (for a
         block opened by name: the block is still linked under it). Never a pid."""
         if self.record is None:
-            with self._att.mapping.reading(self.name) as (block, _):
-                return not block.unlinked()
+            return not self._block().unlinked()
         return is_live(self.name)
 
     def held_after(self, after: int) -> range:
@@ -419,17 +420,16 @@ class FrameReader(_Closing):
     def check_header(self) -> None:
         """ProtocolError if the block's write-once header changed since we attached: only
         its owner can do that, and then nothing this reader knows of it holds any more."""
-        with self._att.mapping.reading(self.name) as (block, _):
-            if _fixed_bytes(block.buf) != self._att.fixed:
-                raise ProtocolError(f"{self.name}: the block's header changed under the reader", name=self.name)
+        mm, _ = self._att.mapping.held(self.name)
+        if _fixed_bytes(mm) != self._att.fixed:
+            raise ProtocolError(f"{self.name}: the block's header changed under the reader", name=self.name)
 
     def replaced(self) -> bool:
         """Whether the stream's name now points to another block (its producer restarted)
         or to none; for a reader opened by block name, whether its block was unlinked or
         another one now has its name. Identity is compared, never names alone."""
         if self.record is None:
-            with self._att.mapping.reading(self.name) as (block, _):
-                return block.unlinked()
+            return self._block().unlinked()
         rec = read_record(self.name)
         return rec is None or (rec.block, rec.created_ns) != (self.record.block, self.record.created_ns)
 
@@ -437,7 +437,7 @@ class FrameReader(_Closing):
         """For a following reader: re-attach if the name points to a new live block.
         Looks at most every CHECK_EVERY_S, and reads the record only when its file changed."""
         t = time.monotonic()
-        if not self.follow or (t < self._next_check and not now):
+        if not self.follow or (t < self._next_check and not now) or self._att.mapping.closed:
             return
         self._next_check = t + CHECK_EVERY_S
         stamp = record_stamp(self.name)
@@ -449,10 +449,21 @@ class FrameReader(_Closing):
             return  # the producer is gone and not back yet
         old = self._att.mapping
         self._use(att)
+        if old.closed:  # closed meanwhile (another thread, a signal handler): stay closed
+            att.mapping.close()
         old.close()
 
+    def _block(self) -> ReadOnlyBlock:
+        """The attached block, after the checks every access makes (closed, shrunk)."""
+        mapping = self._att.mapping
+        mapping.held(self.name)
+        return mapping.block
+
     def close(self) -> None:
-        """Unmap, after any read running in another thread has finished. Idempotent."""
+        """Drop the mapping. Idempotent; safe from another thread or a signal handler (no
+        lock): a read running meanwhile finishes, arrays from view() or apply() stay valid
+        (the block is unmapped when the last one is gone), and every later use raises
+        ShmviewError."""
         self._att.mapping.close()
 
 
@@ -469,7 +480,8 @@ class RawReader(_Closing):
         self.name = name
         lay = P.make_layout(shape, dtype, pixel_format, 1)
         block = ReadOnlyBlock(name)
-        if P.created_ns_of(bytes(block.buf[: P.STATE_OFFSET])) is not None:
+        assert block.mm is not None
+        if P.created_ns_of(block.mm[: P.STATE_OFFSET]) is not None:
             block.close()
             raise ProtocolError(
                 f"block {name!r} is a shmview stream's block, not a bare array: view it with --block "
@@ -484,19 +496,19 @@ class RawReader(_Closing):
                 name=name,
             )
         self.layout = lay
-        self._map = Mapping(block, np.ndarray(lay.shape, lay.dtype, buffer=block.buf), lay.frame_bytes)
+        pixels = np.frombuffer(block.mm, lay.dtype, math.prod(lay.shape)).reshape(lay.shape)  # pins block.mm
+        self._map = Mapping(block, pixels, lay.frame_bytes)
         self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
 
     def read(self, out: np.ndarray | None = None) -> Frame:
         image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
-        with self._map.reading(self.name) as (_, view):
-            np.copyto(image, view)
+        np.copyto(image, self._map.held(self.name)[1])
         return Frame(image, None, None)
 
     def replaced(self) -> bool:
         """Whether the block was unlinked, or another block now has its name."""
-        with self._map.reading(self.name) as (block, _):
-            return block.unlinked()
+        self._map.held(self.name)
+        return self._map.block.unlinked()
 
     def close(self) -> None:
         self._map.close()

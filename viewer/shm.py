@@ -91,8 +91,24 @@ def check_room(size: int) -> None:
         )
 
 
+def release(mm: mmap.mmap) -> None:
+    """Unmap ``mm`` now if no array refers to it; otherwise the last such array does.
+
+    Every array over a block is made with ``np.frombuffer(mm)``, which holds a buffer
+    export of the mmap object: ``mm.close()`` refuses (BufferError) while one lives, and
+    the mmap object unmaps itself when the last one goes. So a closed stream can never
+    leave an array pointing at unmapped memory.
+    """
+    with contextlib.suppress(BufferError):
+        mm.close()
+
+
 class OwnedBlock:
-    """A block this process created, with its SharedMemoryManager. close() unlinks it."""
+    """A block this process created, with its SharedMemoryManager. close() unlinks it.
+
+    ``mm`` is our own read-write mapping of it; arrays over it must be made with
+    ``np.frombuffer(mm)`` so that they keep it mapped (see release()).
+    """
 
     def __init__(self, size: int, on_orphaned: Callable[[], None] | None = None) -> None:
         if multiprocessing.current_process().daemon:
@@ -106,38 +122,40 @@ class OwnedBlock:
         )
         self._manager.start(_manager_init, (on_orphaned,))
         try:
-            self._shm = self._manager.SharedMemory(size)
-            self._reserve(size)
+            shm = self._manager.SharedMemory(size)
+            try:
+                self.mm: mmap.mmap | None = self._map(shm._fd, size)  # type: ignore[attr-defined]
+            finally:
+                shm.close()  # its own mapping and descriptor: ours (mm) replaces them
         except BaseException:
             self._manager.shutdown()  # unlinks whatever it tracked
             self._manager = None
             raise
-        self.name: str = self._shm.name
-        self.buf: memoryview = self._shm.buf
+        self.name: str = shm.name
 
-    def _reserve(self, size: int) -> None:
+    @staticmethod
+    def _map(fd: int, size: int) -> mmap.mmap:
         """Allocate and fault in every page now, so a full /dev/shm is an error here,
-        not a SIGBUS in the middle of a frame, and the first frame costs no page faults."""
-        fd = getattr(self._shm, "_fd", -1)
-        if fd >= 0:
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as exc:
-                raise ShmviewError(
-                    f"cannot allocate {size:,} bytes in shared memory: {exc.strerror}",
-                    errno=exc.errno,
-                ) from None
-        np.ndarray(size, np.uint8, buffer=self._shm.buf).fill(0)
+        not a SIGBUS in the middle of a frame, and the first frame costs no page faults.
+        SharedMemory's own mmap would not do: its ``buf`` memoryview does not pin it."""
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            raise ShmviewError(
+                f"cannot allocate {size:,} bytes in shared memory: {exc.strerror}", errno=exc.errno
+            ) from None
+        mm = mmap.mmap(fd, size)
+        np.frombuffer(mm, np.uint8).fill(0)
+        return mm
 
     def close(self) -> None:
-        """Unmap and unlink. Safe to call twice; views over ``buf`` must be gone first."""
-        if self._manager is None:
-            return
-        del self.buf
-        with contextlib.suppress(BufferError):  # a view outlives us (interpreter exit):
-            self._shm.close()  # unlinking below frees the memory all the same
-        self._manager.shutdown()
-        self._manager = None
+        """Unlink, and unmap once no array refers to the block any more. Safe to call twice."""
+        manager, self._manager = self._manager, None
+        mm, self.mm = self.mm, None
+        if mm is not None:
+            release(mm)
+        if manager is not None:
+            manager.shutdown()
 
 
 def is_block_name(name: str) -> bool:
@@ -203,44 +221,31 @@ def unlink_block(name: str) -> None:
 class ReadOnlyBlock:
     """A read-only mapping of an existing block of ours.
 
-    It keeps one descriptor for as long as it is open (the mapping holds one anyway), to
-    check before each copy that the owner has not shrunk the block, which would turn the
-    copy into a SIGBUS, and to tell whether the block was replaced or unlinked.
+    ``mm`` is the mapping; arrays over it must be made with ``np.frombuffer(mm)``, so that
+    they keep it mapped (see release()). The mmap object keeps its own duplicate of the
+    descriptor (the only one left open), which ``mm.size()`` asks for the current size.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name.lstrip("/")
-        self._fd = open_block(name)
+        fd = open_block(name)
         try:
-            st = os.fstat(self._fd)
+            st = os.fstat(fd)
             self.size, self.identity = st.st_size, (st.st_dev, st.st_ino)
             if self.size == 0:
                 raise ProtocolError(f"block {name!r} is empty", name=name)
-            self._mmap: mmap.mmap | None = mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)
-        except BaseException:
-            os.close(self._fd)
-            raise
-        self.buf = memoryview(self._mmap)
-
-    def check_size(self, needed: int) -> None:
-        """ProtocolError if the block now holds fewer than ``needed`` bytes.
-
-        Only a shrink between this check and the copy after it can still fault; the
-        protocol forbids writers to shrink a block at all.
-        """
-        size = os.fstat(self._fd).st_size
-        if size < needed:
-            raise ProtocolError(f"block {self.name!r} shrank to {size:,} bytes under the reader", name=self.name)
+            self.mm: mmap.mmap | None = mmap.mmap(fd, self.size, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
 
     def unlinked(self) -> bool:
-        """Whether the block is no longer reachable under any name (its owner removed it)."""
-        return os.fstat(self._fd).st_nlink == 0 or block_identity(self.name) != self.identity
+        """Whether the block is no longer reachable under its name: its owner removed it,
+        or another block now has the name."""
+        return block_identity(self.name) != self.identity
 
     def close(self) -> None:
-        """Unmap. Safe to call twice; numpy views over ``buf`` must be gone first."""
-        if self._mmap is None:
-            return
-        self.buf.release()
-        self._mmap.close()
-        self._mmap = None
-        os.close(self._fd)
+        """Unmap once no array refers to the block any more. Safe to call twice."""
+        mm, self.mm = self.mm, None
+        if mm is not None:
+            release(mm)
+

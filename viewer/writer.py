@@ -73,16 +73,20 @@ class FrameWriter(_Closing):
     ) -> None:
         self.name = validate_name(name)
         self.layout = P.make_layout(shape, dtype, pixel_format, slots, meta_bytes)
+        # Either byte order: copying into the block swaps it. (dtype.name costs 5 us a call.)
+        self._dtypes = (self.layout.dtype, self.layout.dtype.newbyteorder())
         self._loaned = False
+        self._v: _Views | None = None  # None once closed: the one thing every use checks
         self._block: OwnedBlock | None = None
         self._claim = Claim(name)
         try:
             orphaned = _CleanUpAfter(self._claim.path)
             self._block = OwnedBlock(self.layout.block_size, on_orphaned=orphaned)
-            created_ns = time.time_ns()
-            self._block.buf[: P.STATE_OFFSET] = P.pack_header(self.layout, os.getpid(), created_ns)
-            self._block.buf[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
-            self._v = _Views.of(self._block.buf, self.layout)
+            mm, created_ns = self._block.mm, time.time_ns()
+            assert mm is not None
+            mm[: P.STATE_OFFSET] = P.pack_header(self.layout, os.getpid(), created_ns)
+            mm[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
+            self._v = _Views.of(mm, self.layout)
             self._v.state[0] = P.STATE_LIVE
             self._claim.publish(self._block.name, created_ns)
         except BaseException:
@@ -110,7 +114,8 @@ class FrameWriter(_Closing):
         set as ``loan.meta`` (metadata computed from the pixels, say); an exception
         (metadata that cannot be stored included) publishes nothing, the previous frame
         stays the newest, and the next frame takes the same index. The array is read-only
-        once the block ends: it is the stream's memory.
+        once the block ends: it is the stream's memory, which stays mapped for as long as
+        the array (or anything made from it) lives, even past close().
         """
         return Loan(self, timestamp_ns, meta)
 
@@ -120,19 +125,26 @@ class FrameWriter(_Closing):
         """Copy ``frame`` into the next slot, with ``meta`` (a JSON-serialisable dict, at
         most ``meta_bytes`` once serialised), publish it, and return its index. A frame or
         metadata that does not fit is refused before anything is published."""
-        lay = self.layout
-        if getattr(frame, "shape", None) != lay.shape or _dtype_name(frame) != lay.dtype.name:
-            raise FrameMismatchError(
-                f"stream {self.name!r} takes {_describe(lay)} frames, got "
-                f"{getattr(frame, 'shape', type(frame).__name__)} "
-                f"{getattr(getattr(frame, 'dtype', None), 'name', '')}".rstrip(),
-                expected=(lay.shape, lay.dtype.name),
-            )
-        payload, stamp = self._encode(meta), self._stamp(timestamp_ns)
-        k, slot = self._begin()
-        np.copyto(self._v.pixels[slot], frame)
-        self._publish(k, slot, stamp, payload)
+        dtype = getattr(frame, "dtype", None)
+        if getattr(frame, "shape", None) != self.layout.shape or not (
+            isinstance(dtype, np.dtype) and dtype in self._dtypes
+        ):
+            raise self._mismatch(frame)
+        payload = b"" if meta is None else self._encode(meta)
+        stamp = time.time_ns() if timestamp_ns is None else self._stamp(timestamp_ns)
+        v, k, slot = self._begin()
+        np.copyto(v.pixels[slot], frame)  # v (ours) keeps the block mapped even if closed meanwhile
+        self._publish(v, k, slot, stamp, payload)
         return k
+
+    def _mismatch(self, frame: object) -> FrameMismatchError:
+        lay = self.layout
+        return FrameMismatchError(
+            f"stream {self.name!r} takes {_describe(lay)} frames, got "
+            f"{getattr(frame, 'shape', type(frame).__name__)} "
+            f"{getattr(getattr(frame, 'dtype', None), 'name', '')}".rstrip(),
+            expected=(lay.shape, lay.dtype.name),
+        )
 
     def _encode(self, meta: dict[str, Any] | None) -> bytes:
         """``meta`` as the stream stores it; MetadataError if it cannot be."""
@@ -153,16 +165,19 @@ class FrameWriter(_Closing):
             )
         return payload
 
-    def _begin(self) -> tuple[int, int]:
-        """Mark the next slot busy (odd seq); return (index, slot)."""
-        if self._block is None:
+    def _begin(self) -> tuple[_Views, int, int]:
+        """Mark the next slot busy (odd seq); return (views, index, slot). The caller works
+        through these views only: a close() meanwhile (another thread, a signal handler)
+        then cannot pull the mapping from under it."""
+        v = self._v
+        if v is None:
             raise ShmviewError(f"stream {self.name!r} is closed")
         if self._loaned:
             raise ShmviewError(f"stream {self.name!r} has a loan open: finish it before the next frame")
         k = self.frames_written
         lap, slot = divmod(k, self.layout.slot_count)
-        self._v.words[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
-        return k, slot
+        v.words[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
+        return v, k, slot
 
     def _stamp(self, timestamp_ns: int | None) -> int:
         if timestamp_ns is None:
@@ -171,8 +186,7 @@ class FrameWriter(_Closing):
             raise FormatError(f"timestamp_ns must be an integer from 0 to 2**63 - 1, got {timestamp_ns!r}")
         return int(timestamp_ns)
 
-    def _publish(self, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
-        v = self._v
+    def _publish(self, v: _Views, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
         if v.meta_len:  # a stream with room for metadata: this frame's, or none
             if payload:
                 memoryview(v.meta[slot])[: len(payload)] = payload  # 4x cheaper than via numpy
@@ -181,24 +195,28 @@ class FrameWriter(_Closing):
         meta[1] = k
         meta[2] = timestamp_ns if timestamp_ns is not None else time.time_ns()
         meta[0] = 2 * (k // self.layout.slot_count) + 2
-        self._v.published[0] = k + 1  # only now may readers pick this slot
+        v.published[0] = k + 1  # only now may readers pick this slot
         self.frames_written = k + 1
 
-    def _discard(self, k: int, slot: int) -> None:
+    def _discard(self, v: _Views, k: int, slot: int) -> None:
         """Leave a half-filled slot so no reader takes it: its index says no frame, its seq
         goes back to the even value it had. frames_written stays, so index k is reused."""
-        meta = self._v.words[slot]
+        meta = v.words[slot]
         meta[1] = P.NO_FRAME
         meta[0] = 2 * (k // self.layout.slot_count)
 
     def close(self) -> None:
-        """Mark the stream closed, remove its name and unlink the block. Idempotent."""
-        if self._block is not None:
-            if hasattr(self, "_v"):
-                self._v.state[0] = P.STATE_CLOSED
-                del self._v
-            self._block.close()
-            self._block = None
+        """Mark the stream closed, remove its name and unlink the block. Idempotent, and
+        safe from another thread or a signal handler: it takes no lock, and arrays over the
+        block (a loan's pixels, a write under way) keep it mapped until they are gone.
+        Every later use of the writer raises ShmviewError."""
+        v, self._v = self._v, None
+        if v is not None:
+            v.state[0] = P.STATE_CLOSED
+            del v  # so that the block can unmap at once when no one else holds an array
+        block, self._block = self._block, None
+        if block is not None:
+            block.close()
         self._claim.release()
 
 
@@ -210,41 +228,37 @@ class Loan:
         self.meta = meta  # may be set inside the block, once the pixels say what it is
         self.index: int | None = None  # the published frame's index, once the block ended well
         self._pixels: np.ndarray | None = None
+        self._v: _Views | None = None  # the writer's views while the block runs
 
     def __enter__(self) -> np.ndarray:
         w = self._writer
         if self._timestamp_ns is not None:
             self._timestamp_ns = w._stamp(self._timestamp_ns)  # checked before the slot is taken
-        self._k, self._slot = w._begin()
+        self._v, self._k, self._slot = w._begin()
         w._loaned = True
-        self._pixels = w._v.pixels[self._slot][...]  # our own view object, to lock afterwards
+        self._pixels = self._v.pixels[self._slot][...]  # our own view object, to lock afterwards
         return self._pixels
 
     def __exit__(
-        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+        self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        w = self._writer
-        assert self._pixels is not None
+        w, v, self._v = self._writer, self._v, None
+        if v is None or self._pixels is None:
+            return  # never entered
         self._pixels.flags.writeable = False
         w._loaned = False
-        if w._block is None:
+        if w._v is not v:
             return  # closed inside the block: nothing to publish into
         try:
             payload = w._encode(self.meta) if t is None else b""
         except MetadataError:
-            w._discard(self._k, self._slot)
+            w._discard(v, self._k, self._slot)
             raise
         if t is None:
-            w._publish(self._k, self._slot, self._timestamp_ns, payload)
+            w._publish(v, self._k, self._slot, self._timestamp_ns, payload)
             self.index = self._k
         else:
-            w._discard(self._k, self._slot)
-
-
-def _dtype_name(frame: object) -> str | None:
-    """A frame's dtype, whatever its byte order: copying into the block swaps it."""
-    dtype = getattr(frame, "dtype", None)
-    return dtype.name if isinstance(dtype, np.dtype) else None
+            w._discard(v, self._k, self._slot)
 
 
 def _describe(lay: P.Layout) -> str:
