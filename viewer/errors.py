@@ -77,3 +77,18 @@ class TornFrameError(ShmviewError):
 
 class BusyError(ShmviewError):
     """No consistent frame could be copied within the retry cap (a writer stuck mid-frame)."""
+
+
+class NetError(ShmviewError):
+    """A Zenoh session that cannot be opened, or a network setting that cannot work."""
+
+
+class InsecureNetworkError(NetError):
+    """A network setting through which another user or machine could read or publish
+    without proving it may: a plain tcp endpoint, a socket outside a private folder, TLS
+    without client certificates. Refused unless the caller says ``insecure``."""
+
+
+class CertificateError(NetError):
+    """A TLS folder that cannot be used: a file missing or unreadable, a private key
+    others may read, a certificate not from the folder's CA or out of its dates."""
