@@ -90,8 +90,9 @@ def private_socket(path: Path) -> Path:
         raise InsecureNetworkError(f"{real}: a socket path must name a file and be at most {SUN_PATH_MAX} bytes")
     st = _stat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise InsecureNetworkError(f"{folder} must be a folder of yours that only you can enter (mkdir -m 700 "
-                                   f"{folder}), so that no other user can reach the socket {real}")
+        raise InsecureNetworkError(f"{folder} is not a folder of yours that only you can enter, so other users "
+                                   f"could reach the socket {path.name} in it: use `local`, or a folder made "
+                                   "with mkdir -m 700")
     for parent in folder.parents:
         _check_ancestor(parent, real)
     return real

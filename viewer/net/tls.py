@@ -188,6 +188,8 @@ def zenoh_settings(folder: Path) -> dict[str, Any]:
     this host's certificate at both ends of its links, peers' names checked. The folder is
     checked first, so a mistake is one clear line, not a silent refusal by every peer."""
     folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise CertificateError(f"--tls {folder}: no such folder (make one with `shmview tls init`)")
     ca, cert, key = folder / CA_CERT, folder / CERT, folder / KEY
     private_file(key)
     _check_chain(ca, cert)
