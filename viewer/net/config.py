@@ -162,4 +162,7 @@ def open_session(opts: NetOptions) -> Any:
     try:
         return zenoh.open(conf)
     except zenoh.ZError as exc:
+        if "Unable to acquire lock" in str(exc):  # Zenoh's lock beside a socket another process listens on
+            raise NetError("another process already listens on that socket (connect to it instead, or give "
+                           "this one a socket path of its own)") from None
         raise NetError(f"cannot open a Zenoh session: {exc}") from None
