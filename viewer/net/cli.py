@@ -71,9 +71,9 @@ def _pattern(text: str) -> str:
 def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
     if listen:
         p.add_argument("--listen", action="append", type=check_endpoint, metavar="ENDPOINT",
-                       help="accept Zenoh peers on this endpoint, e.g. tcp/0.0.0.0:7447 (repeatable)")
+                       help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)")
     p.add_argument("--connect", action="append", type=check_endpoint, metavar="ENDPOINT",
-                   help="connect to a Zenoh peer or router, e.g. tcp/192.168.1.10:7447 (repeatable)")
+                   help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)")
     p.add_argument("--zenoh-config", type=Path, metavar="FILE",
                    help="a Zenoh config file (json5): TLS, access control, a router...")
     p.add_argument("--scout", action="store_true", help="let Zenoh find peers by UDP multicast on the LAN")
@@ -288,9 +288,11 @@ def add_tls(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentPa
     p = sub.add_parser("tls", help="certificates for mutual TLS between machines (share/bridge --tls)",
                        epilog=f"{TLS_EPILOG}\n\n{epilog}")
     kinds = p.add_subparsers(dest="tls_command", required=True, parser_class=type(p))
-    init = kinds.add_parser("init", help="a new CA and this host's certificate, in DIR", epilog=TLS_EPILOG)
+    init = kinds.add_parser("init", help="a new CA and this host's certificate, in DIR",
+                            epilog=f"{TLS_EPILOG}\n\n{epilog}")
     init.add_argument("folder", type=Path, metavar="DIR", help="new or empty folder (made 0700)")
-    issue = kinds.add_parser("issue", help="another host's certificate from a CA folder", epilog=TLS_EPILOG)
+    issue = kinds.add_parser("issue", help="another host's certificate from a CA folder",
+                             epilog=f"{TLS_EPILOG}\n\n{epilog}")
     issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR", help="a folder made by tls init")
     issue.add_argument("folder", type=Path, metavar="OUT_DIR", help="new or empty folder (made 0700)")
     for q in (init, issue):
