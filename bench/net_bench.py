@@ -3,7 +3,8 @@
     .venv/bin/pip install -e '.[net,bench]'
     unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/net_bench.py'   # as root: no network at all
 
-Loopback only: every endpoint is tcp/127.0.0.1:<free port>, Zenoh's multicast scouting is
+Loopback only: every endpoint is tcp/127.0.0.1:<free port> (with --insecure: the numbers
+are Zenoh's plain TCP, comparable with imagezmq's), Zenoh's multicast scouting is
 off (shmview's default), imagezmq binds and connects on 127.0.0.1.
 
 For each size and codec, two phases per system, each ``--seconds`` long:
@@ -89,8 +90,9 @@ def shm_run(shape, codec: str, fps: float, seconds: float, registry: str) -> tup
     prod.start()
     cmd = [sys.executable, "-m", "viewer"]
     share = subprocess.Popen([*cmd, "share", "src", "--listen", f"tcp/127.0.0.1:{port}", "--host-id", "b",
-                              "--codec", codec, "--quality", str(QUALITY)], env=env, stdout=subprocess.DEVNULL)
-    bridge = subprocess.Popen([*cmd, "bridge", "--connect", f"tcp/127.0.0.1:{port}"], env=env,
+                              "--codec", codec, "--quality", str(QUALITY), "--insecure"],
+                             env=env, stdout=subprocess.DEVNULL)
+    bridge = subprocess.Popen([*cmd, "bridge", "--connect", f"tcp/127.0.0.1:{port}", "--insecure"], env=env,
                               stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

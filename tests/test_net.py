@@ -1,9 +1,11 @@
 """shmview beyond one machine: share, bridge and list --remote over Zenoh, through real
 processes, on loopback only.
 
-Every endpoint here is an explicit tcp/127.0.0.1:<free port>, and every session has
+Most go through `local`, the user's own unix socket in the test's private registry folder;
+one through an explicit tcp/127.0.0.1:<free port> with --insecure. Every session has
 multicast scouting off (shmview's default), so nothing is sent to any other address. Run
-them in a network namespace of their own to be sure (see the README's test command).
+them in a network namespace of their own to be sure (see docs/network.md).
+test_net_security.py has who may connect (sockets, mutual TLS, hostile peers).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def local(port: int) -> str:
+def loopback_tcp(port: int) -> str:
     return f"tcp/127.0.0.1:{port}"
 
 
@@ -110,12 +112,12 @@ def running(args: list[str], ready: str) -> Iterator[Lines]:
         proc.stdout.close()
 
 
-def share(port: int, *names: str, mode: str = "--listen", extra: tuple[str, ...] = ()):
-    return running(["share", *names, mode, local(port), "--host-id", "robot", *extra], "share:")
+def share(*names: str, mode: str = "--listen", extra: tuple[str, ...] = (), at: str = "local"):
+    return running(["share", *names, mode, at, "--host-id", "robot", *extra], "share:")
 
 
-def bridge(port: int, *extra: str, mode: str = "--connect"):
-    return running(["bridge", mode, local(port), *extra], "bridge:")
+def bridge(*extra: str, mode: str = "--connect", at: str = "local"):
+    return running(["bridge", mode, at, *extra], "bridge:")
 
 
 def open_mirror(name: str) -> FrameReader:
@@ -137,8 +139,7 @@ def origin_index(frame) -> int:
 
 
 def test_solid_stream_shared_raw_arrives_bit_exact_and_in_order():
-    port = free_port()
-    with producer("cam0", "--size", SIZE, "--fps", "60"), share(port, "cam0"), bridge(port), \
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share("cam0"), bridge(), \
             open_mirror("robot.cam0") as mirror:
         frames = [f for _, f in zip(range(40), mirror.frames(timeout=10), strict=False)]
     indices = [origin_index(f) for f in frames]
@@ -151,8 +152,7 @@ def test_solid_stream_shared_raw_arrives_bit_exact_and_in_order():
 
 
 def test_view_of_a_mirrored_stream_says_where_it_comes_from():
-    port = free_port()
-    with producer("cam0", "--size", SIZE, "--fps", "30"), share(port, "cam0"), bridge(port), \
+    with producer("cam0", "--size", SIZE, "--fps", "30"), share("cam0"), bridge(), \
             open_mirror("robot.cam0") as mirror:
         mirror.wait(10)
         as_json = cli("view", "robot.cam0", "--json", "--count", "1")
@@ -162,10 +162,9 @@ def test_view_of_a_mirrored_stream_says_where_it_comes_from():
 
 
 def test_jpeg_arrives_within_the_stated_error():
-    port = free_port()
     reference = SyntheticSource("gradient", W, H, 3)
     with producer("cam0", "--size", SIZE, "--fps", "30", pattern="gradient"), \
-            share(port, "cam0", extra=("--codec", "jpeg", "--quality", "90")), bridge(port), \
+            share("cam0", extra=("--codec", "jpeg", "--quality", "90")), bridge(), \
             open_mirror("robot.cam0") as mirror:
         frames = [f for _, f in zip(range(10), mirror.frames(timeout=10), strict=False)]
     for f in frames:
@@ -176,9 +175,8 @@ def test_jpeg_arrives_within_the_stated_error():
 
 
 def test_killed_sharer_makes_the_mirror_stale_within_2_s_then_live_after_a_restart():
-    port = free_port()
-    with producer("cam0", "--size", SIZE, "--fps", "30"), bridge(port, mode="--listen"):
-        args = ["share", "cam0", "--connect", local(port), "--host-id", "robot"]
+    with producer("cam0", "--size", SIZE, "--fps", "30"), bridge(mode="--listen"):
+        args = ["share", "cam0", "--connect", "local", "--host-id", "robot"]
         with running(args, "share:") as sharer:
             sharer.wait("sharing cam0")
             monitor = StreamMonitor("robot.cam0")
@@ -192,8 +190,7 @@ def test_killed_sharer_makes_the_mirror_stale_within_2_s_then_live_after_a_resta
 
 
 def test_a_stopped_producer_makes_the_mirror_stale_and_its_restart_live_again():
-    port = free_port()
-    with share(port, "cam0"), bridge(port):
+    with share("cam0"), bridge():
         with producer("cam0", "--size", SIZE, "--fps", "30"):
             monitor = StreamMonitor("robot.cam0")
             wait_for(lambda: monitor.poll().state == "live", what="the mirror live")
@@ -204,16 +201,16 @@ def test_a_stopped_producer_makes_the_mirror_stale_and_its_restart_live_again():
 
 
 def test_max_fps_sends_only_some_frames():
-    port = free_port()
-    with producer("cam0", "--size", SIZE, "--fps", "60"), share(port, "cam0", extra=("--max-fps", "5")), \
-            bridge(port), open_mirror("robot.cam0") as mirror:
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share("cam0", extra=("--max-fps", "5")), \
+            bridge(), open_mirror("robot.cam0") as mirror:
         indices = [origin_index(f) for _, f in zip(range(4), mirror.frames(timeout=10), strict=False)]
     assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
 
 
-def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones():
-    port = free_port()
-    with share(port), bridge(port, "--prefix", "a."), bridge(port, "--prefix", "b."), \
+def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones_over_insecure_tcp():
+    tcp = loopback_tcp(free_port())
+    with share(at=tcp, extra=("--insecure",)), bridge("--prefix", "a.", "--insecure", at=tcp), \
+            bridge("--prefix", "b.", "--insecure", at=tcp), \
             producer("late", "--size", SIZE, "--fps", "30"):
         for name in ("a.robot.late", "b.robot.late"):
             with open_mirror(name) as mirror:
@@ -222,8 +219,7 @@ def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones():
 
 
 def test_a_producer_that_changes_shape_is_mirrored_in_its_new_shape_with_metadata():
-    port = free_port()
-    with share(port, "var"), bridge(port, "shmview/robot/*"):
+    with share("var"), bridge("shmview/robot/*"):
         for shape in ((H, W, 3), (2 * H, W)):
             with FrameWriter("var", shape) as writer:
                 def arrived(writer=writer, shape=shape):
@@ -240,12 +236,11 @@ def test_a_producer_that_changes_shape_is_mirrored_in_its_new_shape_with_metadat
 
 
 def test_list_remote_shows_host_shape_codec_and_rate():
-    port = free_port()
-    with producer("cam0", "--size", SIZE, "--fps", "30"), share(port, "cam0", extra=("--codec", "png")) as sharer:
+    with producer("cam0", "--size", SIZE, "--fps", "30"), share("cam0", extra=("--codec", "png")) as sharer:
         sharer.wait("sharing cam0")
 
         def listed():
-            rows = json_lines(cli("list", "--remote", "--connect", local(port), "--json").stdout)[0]
+            rows = json_lines(cli("list", "--remote", "--connect", "local", "--json").stdout)[0]
             return rows if rows and rows[0]["fps"] else None
 
         (row,) = wait_for(listed, what="the remote stream listed with a rate")
@@ -254,7 +249,7 @@ def test_list_remote_shows_host_shape_codec_and_rate():
 
 
 def test_list_remote_with_nobody_there_says_so():
-    result = cli("list", "--remote", "--connect", local(free_port()))
+    result = cli("list", "--remote", "--connect", "local")
     assert result.returncode == 1 and "no Zenoh peer or router reached" in result.stderr
 
 
@@ -266,25 +261,25 @@ def test_no_endpoint_is_a_usage_error(command):
 
 def test_bad_endpoint_and_host_id_are_usage_errors():
     assert cli("share", "--listen", "127.0.0.1:7447").returncode == 2
-    assert cli("share", "--listen", local(free_port()), "--host-id", "...").returncode == 2
+    assert cli("share", "--listen", "local", "--host-id", "...").returncode == 2
 
 
 # -- the pieces ---------------------------------------------------------------------------
 
 
 def test_config_talks_only_to_the_endpoints_given():
-    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:9"]))
+    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:9"], insecure=True))
     assert get(conf, "listen/endpoints") == []  # never Zenoh's default, every interface
     assert get(conf, "connect/endpoints") == ["tcp/127.0.0.1:9"]
     assert get(conf, "scouting/multicast/enabled") is False
     assert get(conf, "transport/shared_memory/enabled") is False
-    assert get(zenoh_config(NetOptions(scout=True)), "scouting/multicast/enabled") is True
+    assert get(zenoh_config(NetOptions(scout=True, insecure=True)), "scouting/multicast/enabled") is True
 
 
 def test_a_config_file_keeps_its_settings_and_gains_the_endpoints(tmp_path):
     path = tmp_path / "zenoh.json5"
     path.write_text('{mode: "client", connect: {endpoints: ["tcp/127.0.0.1:1"]}}')
-    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:2"], config_file=path))
+    conf = zenoh_config(NetOptions(connect=["tcp/127.0.0.1:2"], config_file=path, insecure=True))
     assert get(conf, "mode") == "client"
     assert get(conf, "connect/endpoints") == ["tcp/127.0.0.1:1", "tcp/127.0.0.1:2"]
     assert get(conf, "scouting/multicast/enabled") is False
@@ -318,8 +313,7 @@ def test_codecs_fall_back_to_lossless_ones_that_can_carry_the_frame():
 def test_a_clean_stop_leaves_nothing():
     """A clean stop of share and bridge: no block, record or *.zenoh file remains (the
     autouse fixtures check), and SIGTERM exits 0."""
-    port = free_port()
-    with producer("cam0", "--size", SIZE), share(port, "cam0") as sharer, bridge(port) as b:
+    with producer("cam0", "--size", SIZE), share("cam0") as sharer, bridge() as b:
         b.wait("mirroring")
         sharer.wait("sharing")
     assert not list(Path("/dev/shm").glob("*.zenoh"))

@@ -61,7 +61,7 @@ class Output:
 @contextmanager
 def bridge(port: int, *extra: str) -> Iterator[tuple[subprocess.Popen, Output, Output]]:
     """``shmview bridge`` listening on loopback; yields (process, stdout, stderr)."""
-    proc = subprocess.Popen([*CLI, "bridge", "--listen", endpoint(port), *extra],
+    proc = subprocess.Popen([*CLI, "bridge", "--listen", endpoint(port), "--insecure", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = Output(proc.stdout), Output(proc.stderr)
     try:

@@ -186,6 +186,7 @@ def _add_net(sub: argparse._SubParsersAction, lst: argparse.ArgumentParser) -> N
 
     net.add_share(sub, EXIT_CODES).set_defaults(func=net.share_command)
     net.add_bridge(sub, EXIT_CODES).set_defaults(func=net.bridge_command)
+    net.add_tls(sub, EXIT_CODES)
     net.add_remote_options(lst)
 
 

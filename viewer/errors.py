@@ -93,3 +93,18 @@ class OutputError(ShmviewError):
 class CodecError(ShmviewError):
     """A network message that is not a shmview frame, asks for more than the receiver
     allows, or whose pixels do not decode to what its header says."""
+
+
+class NetError(ShmviewError):
+    """A Zenoh session that cannot be opened, or a network setting that cannot work."""
+
+
+class InsecureNetworkError(NetError):
+    """A network setting through which another user or machine could read or publish
+    without proving it may: a plain tcp endpoint, a socket outside a private folder, TLS
+    without client certificates. Refused unless the caller says ``insecure``."""
+
+
+class CertificateError(NetError):
+    """A TLS folder that cannot be used: a file missing or unreadable, a private key
+    others may read, a certificate not from the folder's CA or out of its dates."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,12 +21,17 @@ from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
 
 NETWORK_NOTE = """Nothing is sent anywhere but to the endpoints given (--listen, --connect, or a Zenoh
-config file); Zenoh's multicast scouting stays off unless --scout asks for it."""
+config file); Zenoh's multicast scouting stays off unless --scout asks for it. Only peers that
+prove they may read and publish get in: on this machine, `local` (a socket in a 0700 folder of
+yours) or unixsock-stream/PATH in such a folder; between machines, tls/HOST:PORT with --tls DIR
+(mutual TLS: certificates from `shmview tls`). Plain tcp/ (loopback too: every local user can
+reach it) is refused (exit 2) unless --insecure. docs/security.md says who can read and write."""
 
 SHARE_EXAMPLES = """examples:
-  shmview share cam0 --listen tcp/0.0.0.0:7447          # on the robot
-  shmview bridge --connect tcp/robot.local:7447          # on the laptop: stream robot.cam0
-  shmview share --connect tcp/router:7447 --codec jpeg  # every local stream, through zenohd
+  shmview share cam0 --listen local                       # this machine, you only
+  shmview bridge --connect local --prefix copy.           # stream copy.<host>.cam0
+  shmview share cam0 --listen tls/0.0.0.0:7447 --tls ~/.config/shmview/tls    # on the robot
+  shmview bridge --connect tls/robot.local:7447 --tls ~/.config/shmview/tls   # on the laptop
 """
 
 
@@ -64,12 +71,13 @@ def _pattern(text: str) -> str:
 def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
     if listen:
         p.add_argument("--listen", action="append", type=check_endpoint, metavar="ENDPOINT",
-                       help="accept Zenoh peers on this endpoint, e.g. tcp/0.0.0.0:7447 (repeatable)")
+                       help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)")
     p.add_argument("--connect", action="append", type=check_endpoint, metavar="ENDPOINT",
-                   help="connect to a Zenoh peer or router, e.g. tcp/192.168.1.10:7447 (repeatable)")
+                   help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)")
     p.add_argument("--zenoh-config", type=Path, metavar="FILE",
                    help="a Zenoh config file (json5): TLS, access control, a router...")
     p.add_argument("--scout", action="store_true", help="let Zenoh find peers by UDP multicast on the LAN")
+    add_security_options(p)
 
 
 def add_share(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
@@ -103,8 +111,32 @@ def add_remote_options(lst: argparse.ArgumentParser) -> None:
     lst.add_argument("--timeout", type=float, default=2.0, metavar="S", help="with --remote: how long to ask")
 
 
+def add_security_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls", type=Path, metavar="DIR",
+                   help="mutual TLS with the ca.pem, cert.pem and key.pem in DIR (made by `shmview tls`)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow endpoints anyone who reaches them can read and publish on (plain tcp/...)")
+
+
 def options(args: argparse.Namespace) -> NetOptions:
-    return NetOptions(getattr(args, "listen", None) or (), args.connect or (), args.zenoh_config, args.scout)
+    return NetOptions(getattr(args, "listen", None) or (), args.connect or (), args.zenoh_config, args.scout,
+                      tls_dir=args.tls, insecure=args.insecure)
+
+
+def _vet(args: argparse.Namespace, command: str) -> None:
+    """Refuse, before anything runs, a session others could read or publish on unchecked
+    (a usage error, exit 2), and say it once when --insecure lets one through."""
+    from viewer.errors import CertificateError, InsecureNetworkError
+    from viewer.net.config import zenoh_config
+
+    try:
+        zenoh_config(options(args))
+    except (InsecureNetworkError, CertificateError) as exc:
+        raise UsageError(f"shmview {command}: error: {exc}") from None
+    if args.insecure:
+        where = ", ".join([*(getattr(args, "listen", None) or ()), *(args.connect or ())]) or "the network"
+        print(f"shmview {command}: warning: --insecure: whoever reaches {where} can read and publish "
+              "these streams", file=sys.stderr, flush=True)
 
 
 def _say(line: str) -> None:
@@ -144,7 +176,8 @@ def require_endpoints(args: argparse.Namespace, command: str) -> None:
     """Nothing goes on a network the user did not name."""
     if not (getattr(args, "listen", None) or args.connect or args.zenoh_config or args.scout):
         raise UsageError(f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
-                         "(or --zenoh-config FILE, or --scout)")
+                         "(local, or tls/HOST:PORT with --tls DIR; or --zenoh-config FILE)")
+    _vet(args, command)
 
 
 def share_command(args: argparse.Namespace) -> int:
@@ -265,3 +298,63 @@ def limited(opts: NetOptions, args: argparse.Namespace) -> NetOptions:
     import dataclasses
 
     return dataclasses.replace(opts, extra={**opts.extra, **bridge_limits(args).zenoh_settings()})
+
+
+# -- shmview tls: certificates for mutual TLS (viewer/net/tls.py) ---------------------------
+
+TLS_EPILOG = """examples:
+  shmview tls init ~/.config/shmview/tls --host robot.local   # a CA + this host
+  shmview tls issue --ca ~/.config/shmview/tls laptop-tls --host laptop.local     # another host
+  (copy laptop-tls/ to the laptop; then both use --tls with their own folder)
+
+A CA folder holds ca-key.pem, which signs certificates: keep it on one machine, never copy it.
+Every certificate also names localhost and 127.0.0.1; peers check the name they connect to."""
+
+
+def _dns_name(text: str) -> str:
+    import ipaddress
+
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text))
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a host name nor an IP address")
+    return text
+
+
+def add_tls(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
+    p = sub.add_parser("tls", help="certificates for mutual TLS between machines (share/bridge --tls)",
+                       epilog=f"{TLS_EPILOG}\n\n{epilog}")
+    kinds = p.add_subparsers(dest="tls_command", required=True, parser_class=type(p))
+    init = kinds.add_parser("init", help="a new CA and this host's certificate, in DIR",
+                            epilog=f"{TLS_EPILOG}\n\n{epilog}")
+    init.add_argument("folder", type=Path, metavar="DIR", help="new or empty folder (made 0700)")
+    issue = kinds.add_parser("issue", help="another host's certificate from a CA folder",
+                             epilog=f"{TLS_EPILOG}\n\n{epilog}")
+    issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR", help="a folder made by tls init")
+    issue.add_argument("folder", type=Path, metavar="OUT_DIR", help="new or empty folder (made 0700)")
+    for q in (init, issue):
+        q.add_argument("--host", action="append", type=_dns_name, metavar="NAME",
+                       help="a name or address peers reach this host by (repeatable; default: the host name)")
+        q.add_argument("--days", type=int, default=825, help="how long the host certificate is valid")
+    p.set_defaults(func=tls_command)
+    return p
+
+
+def tls_command(args: argparse.Namespace) -> int:
+    from viewer.net import tls
+
+    try:
+        hosts = args.host or [_dns_name(socket.gethostname())]
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"shmview tls: error: this host's name will not do ({exc}): give --host NAME") from None
+    if not 1 <= args.days <= 36500:
+        raise UsageError(f"shmview tls: error: --days must be 1 to 36500, got {args.days}")
+    if args.tls_command == "init":
+        tls.init(args.folder, hosts, args.days)
+        _say(f"tls: a new CA in {args.folder} ({tls.CA_KEY}: keep it there), and a certificate for "
+             f"{', '.join(hosts)}: use --tls {args.folder}")
+    else:
+        tls.issue(args.ca, args.folder, hosts, args.days)
+        _say(f"tls: a certificate for {', '.join(hosts)} in {args.folder}: copy that folder to the host "
+             f"and use --tls with it there")
+    return 0

@@ -5,6 +5,8 @@ scout by UDP multicast; shmview turns both off, so a session talks only to the
 endpoints the user gave (``--listen``, ``--connect`` or a config file). Its shared-memory
 transport is off as well: across machines it does nothing, on one machine shmview itself
 is the shared memory, and it leaves ``*.zenoh`` files in /dev/shm even after a clean close.
+Then every endpoint must admit only peers that prove they may read and publish (a private
+unix socket, or mutual TLS: secure.py), unless the caller says ``insecure``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from viewer.errors import ShmviewError
+from viewer.errors import NetError
+from viewer.net import secure, tls
 
 KEY_ROOT = "shmview"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_ENDPOINT = re.compile(r"[a-z0-9]+/\S+")
+_ENDPOINT = re.compile(r"[a-z0-9-]+/\S+")
 HOST_ID_MAX = 32
-
-
-class NetError(ShmviewError):
-    """A Zenoh session that cannot be opened, or a network setting that cannot work."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class NetOptions:
     scout: bool = False
     mode: str = "peer"
     extra: dict[str, Any] = field(default_factory=dict)  # more json5 keys, e.g. for tests
+    tls_dir: Path | None = None  # a folder made by `shmview tls`: mutual TLS
+    insecure: bool = False  # let endpoints through that others can reach unchecked (viewer/net/secure.py)
 
     def names_a_network(self) -> bool:
         """Whether the user said where to talk: an endpoint, a config file or scouting."""
@@ -75,9 +76,9 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 def check_endpoint(text: str) -> str:
-    """A Zenoh endpoint such as ``tcp/192.168.1.10:7447``; ValueError otherwise."""
-    if not _ENDPOINT.fullmatch(text):
-        raise ValueError(f"{text!r} is not a Zenoh endpoint such as tcp/192.168.1.10:7447")
+    """A Zenoh endpoint such as ``tls/192.168.1.10:7447``, or ``local``; ValueError otherwise."""
+    if text != secure.LOCAL and not _ENDPOINT.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Zenoh endpoint such as tls/192.168.1.10:7447 (or local)")
     return text
 
 
@@ -100,16 +101,32 @@ def zenoh_config(opts: NetOptions) -> Any:
         raise NetError(f"cannot read Zenoh config {opts.config_file}: {exc}") from None
     untouched = zenoh.Config()
     _set_if_unset(conf, untouched, "mode", opts.mode)
-    _endpoints(conf, untouched, "listen/endpoints", opts.listen)
-    _endpoints(conf, untouched, "connect/endpoints", opts.connect)
+    _endpoints(conf, untouched, "listen/endpoints", [secure.expand(e) for e in opts.listen])
+    _endpoints(conf, untouched, "connect/endpoints", [secure.expand(e) for e in opts.connect])
     if opts.scout:
         _put(conf, "scouting/multicast/enabled", True)
     else:
         _set_if_unset(conf, untouched, "scouting/multicast/enabled", False)
     _put(conf, "transport/shared_memory/enabled", False)
+    if opts.tls_dir is not None:
+        for key, value in tls.zenoh_settings(opts.tls_dir).items():
+            _put(conf, f"transport/link/tls/{key}", value)
     for key, value in opts.extra.items():
         _put(conf, key, value)
+    if not opts.insecure:
+        _only_proven_peers(conf)
     return conf
+
+
+def _only_proven_peers(conf: Any) -> None:
+    """Every endpoint must admit only peers that prove they may read and publish, and
+    Zenoh may open no other kind of link (viewer/net/secure.py)."""
+    listen, connect, protocols = secure.vet(get(conf, "listen/endpoints"), get(conf, "connect/endpoints"),
+                                            get(conf, "transport/link/tls"),
+                                            get(conf, "scouting/multicast/enabled") is True)
+    _put(conf, "listen/endpoints", listen)
+    _put(conf, "connect/endpoints", connect)
+    _put(conf, "transport/link/protocols", protocols)
 
 
 def _put(conf: Any, key: str, value: Any) -> None:
@@ -145,4 +162,7 @@ def open_session(opts: NetOptions) -> Any:
     try:
         return zenoh.open(conf)
     except zenoh.ZError as exc:
+        if "Unable to acquire lock" in str(exc):  # Zenoh's lock beside a socket another process listens on
+            raise NetError("another process already listens on that socket (connect to it instead, or give "
+                           "this one a socket path of its own)") from None
         raise NetError(f"cannot open a Zenoh session: {exc}") from None
