@@ -777,19 +777,19 @@ OVERLAY_META_BYTES = 65536
 
 def worst_overlay(k: int, shape: tuple[int, ...] = (480, 640, 3), *, long_labels: bool = False) -> dict:
     """Frame k's metadata: every overlay cap reached at once (viewer.overlay's MAX_SHAPES
-    shapes, MAX_POINTS points, every edge across the whole frame, and MAX_CHARS characters of
-    labels: one on every shape, or MAX_TEXT long ones), then lines to fill OVERLAY_META_BYTES,
+    shapes, MAX_POINTS points, every edge across the whole frame, and MAX_TEXTS labels of
+    MAX_CHARS characters in all, or MAX_TEXT long ones), then lines to fill OVERLAY_META_BYTES,
     which are decoded but not drawn. It moves with k, so every frame's overlay is new."""
     import orjson
 
-    from viewer.overlay import MAX_CHARS, MAX_POINTS, MAX_SHAPES, MAX_TEXT
+    from viewer.overlay import MAX_CHARS, MAX_POINTS, MAX_SHAPES, MAX_TEXT, MAX_TEXTS
 
     h, w = shape[:2]
     vertices = 20
     polygons = (MAX_POINTS - 2 * MAX_SHAPES) // (vertices - 2)
     items = [{"polygon": [[0 if j % 2 else w, (k + i + 7 * j) % h] for j in range(vertices)]} for i in range(polygons)]
     items += [{"line": [0, (k + i) % h, w, h - (k + i) % h]} for i in range(MAX_SHAPES - polygons)]
-    labelled = items[-(MAX_CHARS // MAX_TEXT):] if long_labels else items
+    labelled = items[-(MAX_CHARS // MAX_TEXT):] if long_labels else items[-MAX_TEXTS:]
     for item in labelled:
         item["label"] = "W" * (MAX_CHARS // len(labelled))
     room = OVERLAY_META_BYTES - len(orjson.dumps({"overlay": items}))

@@ -21,6 +21,7 @@ from viewer.overlay import (
     MAX_POINTS,
     MAX_SHAPES,
     MAX_TEXT,
+    MAX_TEXTS,
     meta_fields,
     overlay_summary,
     parse_overlay,
@@ -108,10 +109,12 @@ def test_points_count_one_for_a_point_two_for_a_rect_or_line_and_the_first_misfi
     assert [s.kind for s in parse_overlay({"overlay": [polygon, {"point": [1, 1]}] * 2}).shapes] == ["polygon", "point"]
 
 
-def test_labels_and_texts_are_cut_at_max_chars():
+def test_labels_and_texts_are_cut_at_max_texts_and_max_chars():
+    overlay = parse_overlay({"overlay": [{"point": [1, 1], "label": "car"}] * (MAX_TEXTS + 3)})
+    assert len(overlay.shapes) == MAX_TEXTS and overlay.not_drawn == 3
     label = "x" * 50
     overlay = parse_overlay({"overlay": [{"point": [1, 1], "label": label}] * 40})
-    assert len(overlay.shapes) == MAX_CHARS // 50 and overlay.not_drawn == 40 - MAX_CHARS // 50
+    assert len(overlay.shapes) == min(MAX_CHARS // 50, MAX_TEXTS) and overlay.not_drawn == 40 - len(overlay.shapes)
     long_text = {"text": "y" * 10_000, "at": [1, 1]}  # counts MAX_TEXT: it is cut to that
     overlay = parse_overlay({"overlay": [long_text] * 40})
     assert len(overlay.shapes) == MAX_CHARS // MAX_TEXT and overlay.shapes[0].text == "y" * (MAX_TEXT - 1) + "…"

@@ -9,10 +9,11 @@ pixels of the numpy slice [y:y+h, x:x+w], like an ROI.
 A shape that is unknown or malformed (a wrong type, a non-finite or absurd number, a bad
 colour) is skipped and counted, never raised: metadata is another program's data.
 
-Drawing is bounded: a frame's overlay is read in order until the next shape would pass one of
-the caps below; that shape and every one after it are only counted (``not_drawn``, shown as
-"+N not drawn"), never looked at. 64 KiB of metadata can hold 4,000 points or 300 long
-labels, which would take a window at 300 ms from under 1 % of a core to a whole one.
+Drawing is bounded (issue 18: 2,000 polygons of 24 points kept a window at 95 % of a core):
+a frame's overlay is read in order until the next shape would pass one of the caps below;
+that shape and every one after it are only counted (``not_drawn``, shown as "+N not drawn"),
+never looked at. The caps were set with bench/bench.py --overlays-only: frame-wide lines
+cost about 4 us a segment to draw here, a label about 20 us for its layout.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from typing import Any, NamedTuple
 
 DEFAULT_COLOUR = (255, 235, 0)  # a bright yellow: seen on most images
 KINDS = ("rect", "line", "point", "polygon", "text")
-MAX_SHAPES = 100  # shapes read per frame, malformed ones included
-MAX_POINTS = 500  # per frame, all shapes together: a point or text 1, a rect or line 2, a polygon its vertices
-MAX_CHARS = 500  # characters of texts and labels per frame (each cut to MAX_TEXT)
+MAX_SHAPES = 50  # shapes read per frame, malformed ones included
+MAX_POINTS = 250  # per frame, all shapes together: a point or text 1, a rect or line 2, a polygon its vertices
+MAX_TEXTS = 20  # texts and labels per frame: each costs a text layout (about 20 us here)
+MAX_CHARS = 400  # characters of those per frame (each text cut to MAX_TEXT first)
 MAX_COORD = 1e6  # far outside any frame (sides are at most 32768); keeps Qt's ints safe
 MAX_TEXT = 200  # characters of a text or label drawn
 MAX_FIELDS = 40  # metadata keys shown under the panel
@@ -55,7 +57,7 @@ class Shape(NamedTuple):
 class Overlay:
     shapes: tuple[Shape, ...] = ()
     skipped: int = 0  # unknown or malformed shapes, not drawn
-    not_drawn: int = 0  # shapes past a cap (MAX_SHAPES, MAX_POINTS, MAX_CHARS), not even read
+    not_drawn: int = 0  # shapes past a cap (MAX_SHAPES, MAX_POINTS, MAX_TEXTS, MAX_CHARS), not even read
 
 
 NO_OVERLAY = Overlay()
@@ -83,32 +85,34 @@ def parse_overlay(meta: object) -> Overlay:
 
 
 class _Budget:
-    """What is left of one frame's caps."""
+    """What is left of one frame's caps: shapes, points, texts, characters."""
 
     def __init__(self) -> None:
-        self.shapes, self.points, self.chars = MAX_SHAPES, MAX_POINTS, MAX_CHARS
+        self.left = [MAX_SHAPES, MAX_POINTS, MAX_TEXTS, MAX_CHARS]
 
     def take(self, item: object) -> bool:
         """Take ``item``'s share; False if it does not fit (and then nothing is taken)."""
-        if self.shapes == 0:
+        if self.left[0] == 0:
+            return False  # before _cost: past MAX_SHAPES nothing is looked at
+        cost = (1, *_cost(item))
+        if any(c > left for c, left in zip(cost, self.left, strict=True)):
             return False
-        points, chars = _cost(item)
-        if points > self.points or chars > self.chars:
-            return False
-        self.shapes, self.points, self.chars = self.shapes - 1, self.points - points, self.chars - chars
+        self.left = [left - c for c, left in zip(cost, self.left, strict=True)]
         return True
 
 
-def _cost(item: object) -> tuple[int, int]:
-    """The points and characters ``item`` would draw, found without reading its coordinates
-    (a polygon's length is one call): so the caps bound the work, not just the drawing."""
+def _cost(item: object) -> tuple[int, int, int]:
+    """The points, texts and characters ``item`` would draw, found without reading its
+    coordinates (a polygon's length is one call): so the caps bound the work, not just the
+    drawing."""
     if not isinstance(item, Mapping):
-        return 0, 0
-    chars = sum(min(len(t), MAX_TEXT) for t in (item.get("text"), item.get("label")) if isinstance(t, str))
+        return 0, 0, 0
+    texts = [t for t in (item.get("text"), item.get("label")) if isinstance(t, str)]
+    chars = sum(min(len(t), MAX_TEXT) for t in texts)
     polygon = item.get("polygon")
     if isinstance(polygon, (list, tuple)):
-        return len(polygon), chars
-    return (1 if "point" in item or "text" in item else 2), chars
+        return len(polygon), len(texts), chars
+    return (1 if "point" in item or "text" in item else 2), len(texts), chars
 
 
 def parse_shape(item: object) -> Shape:
