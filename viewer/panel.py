@@ -20,7 +20,7 @@ from viewer.errors import ShmviewError
 from viewer.histogram import Roi, histogram, roi_stats, roi_text
 from viewer.histview import HistogramView
 from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
-from viewer.overlay import NO_OVERLAY, meta_fields, origin, parse_overlay
+from viewer.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
 from viewer.widgets import ImageView, TextLine
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ class StreamPanel(QWidget):
             return
         self._meta = meta
         self.overlay = parse_overlay(meta)
-        self.view.set_shapes(self.overlay.shapes)
+        self.view.set_shapes(self.overlay.shapes, not_drawn_text(self.overlay))
         fields = meta_fields(meta, self.overlay)
         self.meta_line.set_fields(fields, [])
         if self.meta_line.isHidden() == bool(fields):  # a re-layout only when it comes or goes
