@@ -301,7 +301,7 @@ def display_costs(shape, rounds, seconds):
     from PyQt6.QtGui import QImage, QPixmap
     from PyQt6.QtWidgets import QApplication, QLabel
 
-    from viewer.window import StreamPanel
+    from viewer.gui.window import StreamPanel
 
     app = QApplication.instance() or QApplication([])
     h, w = shape[:2]
@@ -730,16 +730,16 @@ DETECTIONS = {"detections": [{"label": "person", "score": 0.87, "box": [12 + i, 
 
 
 def histogram_cost(frame: np.ndarray, rounds: int, seconds: float) -> float:
-    from viewer.histogram import histogram
+    from viewer.view.statistics import histogram
 
     return per_call(functools.partial(histogram, frame, "BGR", (0, 255)), rounds, seconds)
 
 
 def recording_rate(frame: np.ndarray, compression: str, seconds: float) -> float:
     """Frames/s the MCAP writer takes (frames varying a little, as a camera's do)."""
-    from viewer.frames import Frame
-    from viewer.recording.mapping import Description
+    from viewer.recording.messages import Description
     from viewer.recording.sinks import McapSink
+    from viewer.stream.frames import Frame
 
     desc = Description("bench", frame.shape, "uint8", "BGR", 4096)
     noisy = [np.clip(frame.astype(np.int16) + k, 0, 255).astype(np.uint8) for k in (-3, 0, 3)]
@@ -761,7 +761,7 @@ def extra_rows(lines: list[str], res: dict[str, dict[str, float]], phase: float)
     x = small["write_meta"] / small["write"]
     lines.append(f"| FrameWriter.write with a 20-box detection list as metadata | {us(small['write_meta'])} | "
                  f"{us(big['write_meta'])} | {x:.2f}x write() without | ≤ 1.1x | {verdict(x <= 1.1)} |")
-    lines.append(f"| histogram of a frame (viewer.histogram, 3 channels) | {us(small['hist'])} | {us(big['hist'])} | "
+    lines.append(f"| histogram of a frame (3 channels) | {us(small['hist'])} | {us(big['hist'])} | "
                  f"| < 5 ms at 1080x1920x3 | {verdict(big['hist'] < 0.005)} |")
     for compression in ("zstd", "lz4", "none"):
         rates = [recording_rate(frames_for(shape)[0], compression, 4 * phase + 1) for shape in SIZES.values()]
@@ -776,13 +776,13 @@ OVERLAY_META_BYTES = 65536
 
 
 def worst_overlay(k: int, shape: tuple[int, ...] = (480, 640, 3), *, long_labels: bool = False) -> dict:
-    """Frame k's metadata: every overlay cap reached at once (viewer.overlay's MAX_SHAPES
+    """Frame k's metadata: every overlay cap reached at once (viewer.view.overlay's MAX_SHAPES
     shapes, MAX_POINTS points, every edge across the whole frame, and MAX_TEXTS labels of
     MAX_CHARS characters in all, or MAX_TEXT long ones), then lines to fill OVERLAY_META_BYTES,
     which are decoded but not drawn. It moves with k, so every frame's overlay is new."""
     import orjson
 
-    from viewer.overlay import MAX_CHARS, MAX_POINTS, MAX_SHAPES, MAX_TEXT, MAX_TEXTS
+    from viewer.view.overlay import MAX_CHARS, MAX_POINTS, MAX_SHAPES, MAX_TEXT, MAX_TEXTS
 
     h, w = shape[:2]
     vertices = 20

@@ -17,11 +17,11 @@ import numpy as np
 from producers.base import FrameSource, NoFrameYet, Stop, run
 from producers.convert import Conformer
 from viewer.errors import SourceError
-from viewer.imaging import describe
-from viewer.protocol import make_layout
-from viewer.registry import validate_name
-from viewer.shm import check_room
 from viewer.stream import FrameWriter
+from viewer.stream.blocks import check_room
+from viewer.stream.protocol import make_layout
+from viewer.stream.registry import validate_name
+from viewer.view.imaging import describe
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

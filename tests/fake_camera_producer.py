@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import producers.camera
 from tests.fakes import FakeCapture
-from viewer.__main__ import main
+from viewer.cli.main import main
 
 if __name__ == "__main__":
     producers.camera._capture_class = lambda: functools.partial(FakeCapture, cue_dir=sys.argv[1])

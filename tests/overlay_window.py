@@ -22,7 +22,7 @@ from PyQt6.QtCore import QSocketNotifier, QTimer
 from PyQt6.QtWidgets import QApplication
 
 from viewer import FrameWriter
-from viewer.window import ShutdownSignals, ViewerWindow
+from viewer.gui.window import ShutdownSignals, ViewerWindow
 
 H, W = 240, 320
 RECT = (40, 30, 100, 60)  # x, y, w, h in image pixels

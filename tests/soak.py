@@ -21,8 +21,8 @@ from collections import Counter
 
 import psutil
 
-from viewer.monitor import LIVE, StreamMonitor
 from viewer.testing import LitterCheck
+from viewer.view.monitor import LIVE, StreamMonitor
 
 CLI = [sys.executable, "-m", "viewer"]
 H, W, C = 240, 320, 3

@@ -23,8 +23,8 @@ import pytest
 from tests.helpers import CLI as CLI_CMD
 from tests.helpers import cli, json_lines, producer, read_line, registered, start, stop, wait_for
 from viewer import FrameWriter
-from viewer.__main__ import build_parser, main
-from viewer.display import display_problem
+from viewer.cli.main import build_parser, main
+from viewer.gui.display import display_problem
 
 H, W, C = 48, 64, 3
 SMALL = ["--size", f"{W}x{H}"]
@@ -344,7 +344,7 @@ def test_display_probe(tmp_path):
 
 
 def test_headless_schedule_starts_again_after_a_stall(monkeypatch):
-    from viewer import headless
+    from viewer.view import headless
 
     clock = [100.0]
     monkeypatch.setattr(headless.time, "monotonic", lambda: clock[0])

@@ -17,9 +17,9 @@ import pytest
 from tests import workers
 from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import BusyError, FrameReader, FrameWriter, ShmviewError, StreamExistsError
-from viewer import protocol as P
-from viewer.monitor import LIVE, STALE, StreamMonitor
-from viewer.registry import registry_dir
+from viewer.stream import protocol as P
+from viewer.stream.registry import registry_dir
+from viewer.view.monitor import LIVE, STALE, StreamMonitor
 
 SMALL = ["--size", "64x48"]
 SPAWN = mp.get_context("spawn")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import registered
 from viewer import BusyError, FrameReader, ProtocolError
-from viewer import protocol as P
+from viewer.stream import protocol as P
 
 GOOD = P.make_layout((6, 5, 3), "uint8", None, 3)
 FIELDS = struct.Struct("<8sHHIIIII8s8sQQQ")  # the fixed header, as in docs/PROTOCOL.md
@@ -230,7 +230,7 @@ def test_nothing_read_is_unpickled_or_evaluated():
 
     import viewer
 
-    modules = (viewer.stream, viewer.registry, viewer.protocol, viewer.shm)
+    modules = (viewer.stream, viewer.stream.registry, viewer.stream.protocol, viewer.stream.blocks)
     source = "".join(Path(m.__file__).read_text() for m in modules)
     assert "pickle" not in source and "eval(" not in source and "exec(" not in source
 

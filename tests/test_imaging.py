@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.imaging import AutoLevels, display_image, pixel_sum, to_uint8
+from viewer.view.imaging import AutoLevels, display_image, pixel_sum, to_uint8
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16"])

@@ -14,7 +14,7 @@ import pytest
 from tests import workers
 from tests.helpers import cli, json_lines
 from viewer import FrameReader, FrameWriter, MetadataError, ProtocolError
-from viewer import protocol as P
+from viewer.stream import protocol as P
 
 SHM = Path("/dev/shm")
 

@@ -26,9 +26,9 @@ from producers.synthetic import SyntheticSource
 from tests.helpers import CLI, cli, json_lines, producer, wait_for
 from viewer import FrameReader, FrameWriter
 from viewer.errors import StreamNotFoundError
-from viewer.monitor import StreamMonitor
 from viewer.net.codec import Header, codec_for, decode, encode
 from viewer.net.config import NetOptions, clean_host_id, get, split_key, stream_key, zenoh_config
+from viewer.view.monitor import StreamMonitor
 
 H, W = 120, 160  # small frames: the tests are about behaviour, the benchmark about speed
 SIZE = f"{W}x{H}"

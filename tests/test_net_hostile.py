@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from tests.helpers import CLI, wait_for
 from tests.test_net import _try_open, free_port
 from viewer import FrameWriter
-from viewer import protocol as P
 from viewer.errors import CodecError, ShmviewError
 from viewer.net.codec import Header, decode
+from viewer.stream import protocol as P
 
 HOSTILE = Path(__file__).with_name("hostile_peer.py")
 H, W = 48, 64
@@ -412,7 +412,7 @@ import threading, numpy as np
 from viewer.errors import ShmviewError
 from viewer.net.bridge import claimed_writer
 from viewer.net.codec import Header
-from viewer.writer import FrameWriter
+from viewer.stream.writer import FrameWriter
 
 head = Header(0, 0, (1024, 1024, 4), "uint8", "BGRA", "raw")  # 4 MiB frames, 12 MiB blocks
 made, refused, start = [], [], threading.Barrier(4)

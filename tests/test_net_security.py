@@ -29,7 +29,7 @@ from tests.test_trust import NOBODY, as_root, as_user
 from viewer.errors import CertificateError, InsecureNetworkError
 from viewer.net import secure, tls
 from viewer.net.config import NetOptions, get, zenoh_config
-from viewer.registry import read_record
+from viewer.stream.registry import read_record
 
 __all__ = ["no_zenoh_files"]  # the autouse fixture, imported to run here too
 

@@ -18,10 +18,10 @@ import pytest
 from tests.helpers import cli, producer
 from tests.test_trust import NOBODY, as_root, as_user
 from viewer import FrameWriter, OutputError
-from viewer.frames import Frame
 from viewer.outfiles import OutputFolder
-from viewer.recording.mapping import Description
+from viewer.recording.messages import Description
 from viewer.recording.sinks import ImageFolderSink, open_sink
+from viewer.stream.frames import Frame
 
 SMALL = ["--size", "32x24"]
 PRECIOUS = b"the victim's own data\n"
@@ -231,7 +231,7 @@ def test_files_are_created_with_the_usual_modes(tmp_path: Path):
 
 @pytest.fixture
 def snapshot_window(qtbot, tmp_path: Path):
-    from viewer.window import ViewerWindow
+    from viewer.gui.window import ViewerWindow
 
     with FrameWriter("snap", (8, 8, 3)) as writer:
         writer.write(np.full((8, 8, 3), 9, np.uint8))
@@ -271,7 +271,7 @@ def test_snapshots_go_only_into_a_folder_of_your_own(snapshot_window, public: Pa
 
 
 def test_one_panels_refusal_does_not_stop_the_others(qtbot, tmp_path: Path):
-    from viewer.window import ViewerWindow
+    from viewer.gui.window import ViewerWindow
 
     (tmp_path / "left-000000.png").write_bytes(PRECIOUS)
     with FrameWriter("left", (8, 8)) as left, FrameWriter("right", (8, 8)) as right:

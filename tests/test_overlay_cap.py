@@ -10,9 +10,9 @@ import pytest
 from PyQt6.QtCore import Qt
 
 from viewer import FrameWriter
-from viewer import panel as panel_module
-from viewer.overlay import MAX_SHAPES
-from viewer.window import ViewerWindow
+from viewer.gui import panel as panel_module
+from viewer.gui.window import ViewerWindow
+from viewer.view.overlay import MAX_SHAPES
 
 H, W = 120, 160
 MANUAL = 3_600_000  # a timer that never fires during a test: ticks come from refresh()

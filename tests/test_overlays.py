@@ -12,9 +12,8 @@ import pytest
 
 from tests.helpers import cli, json_lines
 from viewer import FrameWriter
-from viewer.cli_types import roi as parse_roi
-from viewer.histogram import clip_roi, histogram, roi_dict, roi_stats, roi_text, row_step
-from viewer.overlay import (
+from viewer.cli.arguments import roi as parse_roi
+from viewer.view.overlay import (
     DEFAULT_COLOUR,
     MAX_CHARS,
     MAX_FIELDS,
@@ -26,6 +25,7 @@ from viewer.overlay import (
     overlay_summary,
     parse_overlay,
 )
+from viewer.view.statistics import clip_roi, histogram, roi_dict, roi_stats, roi_text, row_step
 
 # ---- overlay shapes --------------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ def test_view_without_roi_has_no_roi_key_and_a_bad_roi_is_a_usage_error():
 
 
 def test_a_mirrored_frame_says_where_it_comes_from():
-    from viewer.overlay import origin
+    from viewer.view.overlay import origin
 
     assert origin({"_origin": {"host": "robot1", "key": "shmview/robot1/cam0", "codec": "jpeg"}}) == "robot1, jpeg"
     assert origin({"_origin": {"host": "robot1"}}) == "robot1"

@@ -22,10 +22,10 @@ SMALL = ("--size", "64x48")
 
 
 def plugin_args() -> list[str]:
-    """``-p viewer.pytest_plugin`` unless the installed shmview registers it through its
+    """``-p viewer.testing.plugin`` unless the installed shmview registers it through its
     entry point already (then ``-p`` would register it a second time: an error)."""
-    installed = any(ep.value == "viewer.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "viewer.pytest_plugin"]
+    installed = any(ep.value == "viewer.testing.plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "viewer.testing.plugin"]
 
 
 # The fixtures here too, next to this suite's own litter check (tests/conftest.py).

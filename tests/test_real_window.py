@@ -116,7 +116,7 @@ import sys
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 from tests.helpers import producer
-from viewer.window import ShutdownSignals, ViewerWindow
+from viewer.gui.window import ShutdownSignals, ViewerWindow
 
 def broken():
     raise OSError(5, "Input/output error")

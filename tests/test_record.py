@@ -335,7 +335,7 @@ def test_every_recorded_stream_replays_under_its_own_name(tmp_path: Path):
 
 def test_info_counts_gaps_and_restarts():
     from viewer.recording.info import StreamSummary
-    from viewer.recording.mapping import Description
+    from viewer.recording.messages import Description
 
     summary = StreamSummary(Description("s", (2, 2), "uint8", "GRAY", 0))
     for index, stamp in [(5, 0), (6, 10**8), (9, 2 * 10**8), (10, 3 * 10**8), (0, 4 * 10**8), (1, 5 * 10**8)]:

@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from tests.helpers import CLI, cli
 from viewer.errors import RecordingError
-from viewer.frames import Frame
-from viewer.recording import mapping as M
+from viewer.recording import messages as M
 from viewer.recording.info import report
 from viewer.recording.reading import Recording, open_recording
 from viewer.recording.walk import MAGIC, cap_bytes
+from viewer.stream.frames import Frame
 
 Parts = list[tuple[int, bytes | list[tuple[int, bytes]]]]  # (opcode, body or a chunk's records)
 HEADER, CHANNEL, MESSAGE, CHUNK = 0x01, 0x04, 0x05, 0x06

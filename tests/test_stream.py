@@ -22,7 +22,7 @@ from viewer import (
     StreamExistsError,
     StreamNotFoundError,
 )
-from viewer.registry import registry_dir
+from viewer.stream.registry import registry_dir
 
 SHAPES = [(480, 640, 3), (480, 640), (7, 13, 1), (1, 1), (33, 17, 4)]
 DTYPES = ["uint8", "uint16", "float32"]

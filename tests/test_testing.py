@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter
-from viewer import protocol as P
+from viewer.stream import protocol as P
 from viewer.testing import LitterCheck, no_litter
 
 LAYOUT = P.make_layout((4, 4), "uint8", None, 3)

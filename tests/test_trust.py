@@ -18,9 +18,9 @@ import pytest
 
 from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter, ProtocolError, ShmviewError, StreamNotFoundError
-from viewer import protocol as P
-from viewer.monitor import ERROR, LIVE, STALE, RawSpec, StreamMonitor
-from viewer.registry import live_records, registry_dir
+from viewer.stream import protocol as P
+from viewer.stream.registry import live_records, registry_dir
+from viewer.view.monitor import ERROR, LIVE, STALE, RawSpec, StreamMonitor
 
 SHM = Path("/dev/shm")
 NOBODY = 65534
@@ -248,7 +248,7 @@ def test_a_slot_that_never_holds_its_frame_is_not_copied_at_all():
         with open(SHM / w.block_name, "r+b") as f:  # frames_written says 5: slot 1 should hold frame 4
             f.seek(P.FRAMES_WRITTEN_OFFSET)
             f.write(struct.pack("<Q", 5))
-        with FrameReader("nocopy") as r, mock.patch("viewer.reader.np.copyto", wraps=np.copyto) as copy:
+        with FrameReader("nocopy") as r, mock.patch("viewer.stream.reader.np.copyto", wraps=np.copyto) as copy:
             with pytest.raises(ShmviewError):
                 r.read()
             assert copy.call_count == 0

@@ -12,8 +12,8 @@ from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtGui import QColor
 
 from viewer import FrameWriter
-from viewer.headless import status_line
-from viewer.window import ViewerWindow
+from viewer.gui.window import ViewerWindow
+from viewer.view.headless import status_line
 
 H, W = 48, 64
 MANUAL = 3_600_000  # a timer that never fires during a test: ticks come from refresh()
@@ -300,8 +300,8 @@ def test_the_monitors_error_state_is_shown_like_a_failure(window):
     import dataclasses
     from types import SimpleNamespace
 
-    from viewer.monitor import Status
-    from viewer.panel import ERROR
+    from viewer.gui.panel import ERROR
+    from viewer.view.monitor import Status
 
     def error_status():  # the contract's Status(error=...); built by hand before the core has it
         if "error" in {f.name for f in dataclasses.fields(Status)}:

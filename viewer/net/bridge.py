@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from viewer import protocol as P
 from viewer.errors import CodecError, InvalidNameError, ShmviewError
 from viewer.net.codec import MAX_HEADER_BYTES, Header, decode
 from viewer.net.config import KEY_ROOT, split_key
-from viewer.registry import validate_name
-from viewer.shm import SHM_DIR
-from viewer.writer import FrameWriter
+from viewer.stream import protocol as P
+from viewer.stream.blocks import SHM_DIR
+from viewer.stream.registry import validate_name
+from viewer.stream.writer import FrameWriter
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The ``share``, ``bridge`` and ``list --remote`` commands: their options and their
-runs. ``viewer/__main__.py`` adds the parsers and dispatches here."""
+runs. ``viewer/cli/main.py`` adds the parsers and dispatches here."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from viewer.cli_types import UsageError
+from viewer.cli.arguments import UsageError
 from viewer.errors import ShmviewError
 from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
@@ -200,7 +200,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 def run_share(args: argparse.Namespace) -> None:
     from viewer.net.share import Sharer
-    from viewer.registry import validate_name
+    from viewer.stream.registry import validate_name
 
     for name in args.names:
         validate_name(name)
@@ -252,7 +252,7 @@ def list_remote(args: argparse.Namespace) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    from viewer.imaging import size_text
+    from viewer.view.imaging import size_text
 
     table = [("HOST", "NAME", "SIZE", "CODEC", "FPS", "KEY")]
     for r in rows:

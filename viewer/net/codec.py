@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from viewer import protocol as P
 from viewer.errors import CodecError, FormatError
-from viewer.frames import Frame
+from viewer.stream import protocol as P
+from viewer.stream.frames import Frame
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ SAFE_CHOICES = ("--listen/--connect local (this machine, you only), unixsock-str
 def default_socket() -> Path:
     """The socket ``local`` names: in the user's registry folder, which is a checked 0700
     folder of theirs ($XDG_RUNTIME_DIR/shmview, /tmp/shmview-<uid> or $SHMVIEW_REGISTRY)."""
-    from viewer.registry import registry_dir
+    from viewer.stream.registry import registry_dir
 
     return registry_dir() / SOCKET_NAME
 

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from viewer.errors import ShmviewError, StreamNotFoundError
-from viewer.monitor import RateMeter
 from viewer.net.codec import codec_for, encode_frame
 from viewer.net.config import stream_key
-from viewer.reader import GONE, FrameReader
+from viewer.stream.reader import GONE, FrameReader
+from viewer.view.monitor import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class Sharer:
             self.close()
 
     def _live_names(self) -> list[str]:
-        from viewer.registry import live_records
+        from viewer.stream.registry import live_records
 
         try:
             return [rec.name for rec in live_records()]

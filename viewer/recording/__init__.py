@@ -13,7 +13,7 @@
 - progress.py  progress on a terminal (rich), nothing otherwise
 - command.py   ``shmview record``: readers, sink, recorder and progress put together
 - cli.py       the ``record``, ``info`` and ``produce replay`` arguments and commands
-               (replay itself is producers/replay.py)
+               (replay itself is viewer/recording/replay.py)
 
 Nothing here is imported by ``import viewer``: recording pulls in foxglove-sdk and mcap.
 """

@@ -1,5 +1,5 @@
 """The command line of recording: ``record``, ``info`` and ``produce replay``, their
-arguments and what they run. viewer/__main__.py adds them to its parser; nothing heavy is
+arguments and what they run. viewer/cli/main.py adds them to its parser; nothing heavy is
 imported until a command runs."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewer import cli_types as T
-from viewer.protocol import MAX_SLOTS
+from viewer.cli import arguments as T
+from viewer.stream.protocol import MAX_SLOTS
 
 RECORD_EXAMPLES = """examples:
   shmview record cam0 --out clip.mcap --seconds 10      # opens in Foxglove as it is
@@ -56,7 +56,7 @@ def add_record(sub: argparse._SubParsersAction, exit_codes: str) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from producers.replay import ReplayArgumentError, replay
+    from viewer.recording.replay import ReplayArgumentError, replay
 
     if args.path.is_dir():
         args.parser.error(f"{args.path} is a folder: replay reads MCAP files "
@@ -69,8 +69,8 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    from producers.quiet import quiet_environment
     from producers.service import SignalStop
+    from viewer.quiet import quiet_environment
     from viewer.recording.command import record
 
     quiet_environment()  # a video goes through OpenCV and FFmpeg, which talk on stderr

@@ -5,10 +5,10 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
-from viewer.reader import FrameReader
 from viewer.recording.progress import for_terminal
 from viewer.recording.recorder import Recorder, Stop, Tally
 from viewer.recording.sinks import open_sink
+from viewer.stream.reader import FrameReader
 
 
 def record(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from viewer.imaging import describe
-from viewer.recording import mapping as M
+from viewer.recording import messages as M
 from viewer.recording.reading import open_recording
+from viewer.view.imaging import describe
 
 
 @dataclass

@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from viewer.errors import RecordingError, ShmviewError, SourceNotFoundError
-from viewer.frames import Frame
-from viewer.protocol import DTYPES, MAX_NS, make_layout
-from viewer.recording import mapping as M
-from viewer.registry import validate_name
+from viewer.recording import messages as M
+from viewer.stream.frames import Frame
+from viewer.stream.protocol import DTYPES, MAX_NS, make_layout
+from viewer.stream.registry import validate_name
 
 _MAX_INDEX = 2**63 - 1
 

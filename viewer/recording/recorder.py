@@ -19,10 +19,10 @@ from typing import Protocol
 import numpy as np
 
 from viewer.errors import BusyError
-from viewer.frames import Frame
-from viewer.reader import GONE, FrameReader
-from viewer.recording.mapping import Description
+from viewer.recording.messages import Description
 from viewer.recording.sinks import Sink
+from viewer.stream.frames import Frame
+from viewer.stream.reader import GONE, FrameReader
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from viewer.errors import OutputError, ShmviewError
-from viewer.frames import Frame
 from viewer.outfiles import OutputFolder
-from viewer.recording import mapping as M
+from viewer.recording import messages as M
+from viewer.stream.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class VideoSink:
     def _bgr8(self, desc: M.Description, image: np.ndarray) -> np.ndarray:
         import cv2
 
-        from viewer.imaging import AutoLevels, snapshot_array, to_uint8
+        from viewer.view.imaging import AutoLevels, snapshot_array, to_uint8
 
         if image.dtype != np.uint8:
             levels = self._levels.setdefault(desc.name, AutoLevels())
@@ -231,7 +231,7 @@ class ImageFolderSink:
     def write(self, desc: M.Description, frame: Frame) -> int:
         import cv2
 
-        from viewer.imaging import snapshot_array
+        from viewer.view.imaging import snapshot_array
 
         suffix = ".tiff" if frame.image.dtype.kind == "f" else ".png"
         file = self._file_name(desc.name, frame.index or 0) + suffix

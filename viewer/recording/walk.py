@@ -36,7 +36,7 @@ from mcap.opcode import Opcode
 from mcap.records import Channel, Message, Schema
 
 from viewer.errors import RecordingError
-from viewer.protocol import MAX_META_BYTES, max_frame_bytes
+from viewer.stream.protocol import MAX_META_BYTES, max_frame_bytes
 
 MAGIC = b"\x89MCAP0\r\n"
 _HEAD = struct.Struct("<BQ")  # every record: opcode, length of what follows

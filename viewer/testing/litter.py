@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from viewer.errors import ShmviewError
-from viewer.protocol import STATE_OFFSET, producer_pid_of
-from viewer.shm import SHM_DIR as _SHM_DIR
-from viewer.shm import open_block
+from viewer.stream.blocks import SHM_DIR as _SHM_DIR
+from viewer.stream.blocks import open_block
+from viewer.stream.protocol import STATE_OFFSET, producer_pid_of
 
 SHM_DIR = Path(_SHM_DIR)
 

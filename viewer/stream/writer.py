@@ -1,6 +1,6 @@
 """FrameWriter: owns a stream, one block with a header and a ring of frame slots.
 
-The layout and the write procedure are in viewer/protocol.py (docs/PROTOCOL.md).
+The layout and the write procedure are in viewer/stream/protocol.py (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from viewer import protocol as P
 from viewer.errors import FormatError, FrameMismatchError, MetadataError, ShmviewError
-from viewer.frames import _Closing, _Views
-from viewer.registry import Claim, reap, validate_name
-from viewer.shm import OwnedBlock, forget_block
+from viewer.stream import protocol as P
+from viewer.stream.blocks import OwnedBlock, forget_block
+from viewer.stream.frames import _Closing, _Views
+from viewer.stream.registry import Claim, reap, validate_name
 
 log = logging.getLogger(__name__)
 

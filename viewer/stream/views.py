@@ -1,7 +1,7 @@
 """A reader's mapping of a block and the arrays over it, closed without a lock.
 
 Every array over a block is made with ``np.frombuffer(mm)``, which pins the mapping
-(viewer.shm.release). close() only drops this object's references: a read running in
+(viewer.stream.blocks.release). close() only drops this object's references: a read running in
 another thread, or one a signal handler interrupted to close, goes on over memory that
 stays mapped, and an array a caller kept (from view() or apply()) stays valid until it is
 gone. The next use of a closed Mapping raises ShmviewError.
@@ -13,7 +13,7 @@ import mmap
 from typing import Generic, TypeVar
 
 from viewer.errors import ProtocolError, ShmviewError
-from viewer.shm import ReadOnlyBlock
+from viewer.stream.blocks import ReadOnlyBlock
 
 V = TypeVar("V")
 

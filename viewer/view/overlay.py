@@ -1,5 +1,5 @@
 """Overlay shapes and metadata text from a frame's metadata: parsed and checked here, drawn by
-the image view (viewer/widgets.py). No Qt.
+the image view (viewer/gui/image_view.py). No Qt.
 
 Coordinates are image pixels, continuous: x to the right, y down, the image's top-left
 corner at (0, 0), so pixel (col i, row j) spans [i, i+1) x [j, j+1) and its centre is at

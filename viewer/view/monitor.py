@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
-from viewer.imaging import pixel_sum
-from viewer.reader import LIVE, STALE, STALE_AFTER_S
-from viewer.registry import reap, record_path, record_stamp
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
+from viewer.stream.reader import LIVE, STALE, STALE_AFTER_S
+from viewer.stream.registry import reap, record_path, record_stamp
+from viewer.view.imaging import pixel_sum
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
-from viewer.histogram import Roi, roi_dict, roi_stats, roi_text
-from viewer.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
-from viewer.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
-from viewer.overlay import origin
-from viewer.registry import live_records
+from viewer.stream.registry import live_records
+from viewer.view.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
+from viewer.view.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
+from viewer.view.overlay import origin
+from viewer.view.statistics import Roi, roi_dict, roi_stats, roi_text
 
 
 class SkipCounter:

@@ -22,9 +22,9 @@ import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from viewer import protocol as P
 from viewer.errors import InvalidNameError, RegistryError, ShmviewError, StreamExistsError
-from viewer.shm import is_block_name, open_block, unlink_block
+from viewer.stream import protocol as P
+from viewer.stream.blocks import is_block_name, open_block, unlink_block
 
 ENV_DIR = "SHMVIEW_REGISTRY"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -1,7 +1,7 @@
 """One stream in the window: its image with the metadata's shapes, its status line, the
 pixel under the cursor, the frame's metadata, a region's statistics and a histogram.
-Following the stream is viewer/monitor.py's job, pixel conversion viewer/imaging.py's,
-statistics viewer/histogram.py's and reading shapes viewer/overlay.py's."""
+Following the stream is viewer/view/monitor.py's job, pixel conversion viewer/view/imaging.py's,
+statistics viewer/view/statistics.py's and reading shapes viewer/view/overlay.py's."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import numpy as np
 from PyQt6.QtGui import QColor, QImage, QPalette
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 
-from viewer import imaging
 from viewer.errors import ShmviewError
-from viewer.histogram import Roi, histogram, roi_stats, roi_text
-from viewer.histview import HistogramView
-from viewer.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
-from viewer.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
-from viewer.widgets import ImageView, TextLine
+from viewer.gui.histogram_view import HistogramView
+from viewer.gui.image_view import ImageView, TextLine
+from viewer.view import imaging
+from viewer.view.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
+from viewer.view.statistics import Roi, histogram, roi_stats, roi_text
 
 if TYPE_CHECKING:
     from viewer.outfiles import OutputFolder

@@ -38,9 +38,9 @@ from typing import Any
 
 import pytest
 
-from viewer.reader import FrameReader
+from viewer.stream.reader import FrameReader
+from viewer.stream.writer import FrameWriter
 from viewer.testing import LitterCheck, Producer, start_producer, unique_name
-from viewer.writer import FrameWriter
 
 _KIT = pytest.StashKey["StreamKit"]()
 

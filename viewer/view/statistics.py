@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.imaging import channel_names, finite_or_none
+from viewer.view.imaging import channel_names, finite_or_none
 
 Roi = tuple[int, int, int, int]
 BINS = 256

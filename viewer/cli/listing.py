@@ -11,8 +11,8 @@ from viewer.errors import ShmviewError, StreamNotFoundError
 
 def stream_rows() -> list[dict[str, object]]:
     """What ``shmview list`` shows: one dict per live stream."""
-    from viewer.registry import live_records
     from viewer.stream import FrameReader
+    from viewer.stream.registry import live_records
 
     rows: list[dict[str, object]] = []
     for rec in live_records():
@@ -40,7 +40,7 @@ def list_command(args: argparse.Namespace) -> int:
         from viewer.net.cli import list_command
 
         return list_command(args)
-    from viewer.imaging import size_text
+    from viewer.view.imaging import size_text
 
     rows = stream_rows()
     if args.json:

@@ -1,8 +1,8 @@
 """Helpers for tests of programs that use shmview (no pytest needed; the pytest fixtures
-in viewer/pytest_plugin.py build on the same).
+in viewer/testing/plugin.py build on the same).
 
 A producer under test, as a real process, for unittest users and scripts (the pytest
-fixtures in viewer/pytest_plugin.py build on the same):
+fixtures in viewer/testing/plugin.py build on the same):
 
     from viewer.testing import running_producer
 
@@ -15,7 +15,7 @@ an exit code the test did not expect (with the producer's stderr), or a block, r
 record or process it left behind. Linux only (/proc). No pytest, Qt or OpenCV is
 imported here.
 
-The leftover check, ``no_litter``, is viewer/litter.py's; it is exported here too.
+The leftover check, ``no_litter``, is viewer/testing/litter.py's; it is exported here too.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from viewer.errors import ShmviewError
-from viewer.litter import (
+from viewer.testing.litter import (
     SHM_DIR,
     Leftovers,
     LitterCheck,

@@ -22,11 +22,11 @@ from typing import TextIO
 from producers.base import Stop
 from producers.service import SignalStop
 from viewer.errors import ShmviewError, SourceNotFoundError
-from viewer.imaging import describe
-from viewer.recording.mapping import Description
+from viewer.recording.messages import Description
 from viewer.recording.reading import Recording, open_recording
-from viewer.registry import validate_name
 from viewer.stream import FrameWriter
+from viewer.stream.registry import validate_name
+from viewer.view.imaging import describe
 
 
 class ReplayArgumentError(ShmviewError, ValueError):

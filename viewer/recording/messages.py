@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from viewer.errors import ShmviewError
-from viewer.frames import Frame
+from viewer.stream.frames import Frame
 
 log = logging.getLogger(__name__)
 

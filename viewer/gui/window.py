@@ -14,11 +14,11 @@ from PyQt6.QtCore import QSettings, QSocketNotifier, QTimer
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
 
-from viewer import imaging
-from viewer.monitor import RawSpec
+from viewer.gui.image_view import ZOOM_STEP, ImageView, TextLine
+from viewer.gui.panel import StreamPanel, reason, status_fields, status_text
 from viewer.outfiles import OutputFolder
-from viewer.panel import StreamPanel, reason, status_fields, status_text
-from viewer.widgets import ZOOM_STEP, ImageView, TextLine
+from viewer.view import imaging
+from viewer.view.monitor import RawSpec
 
 __all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run", "status_fields", "status_text"]
 
@@ -111,7 +111,7 @@ class ViewerWindow(QMainWindow):
         streams.aboutToShow.connect(self._fill_stream_menu)
 
     def _fill_stream_menu(self) -> None:
-        from viewer.registry import live_records
+        from viewer.stream.registry import live_records
 
         menu = self.menus["&Stream"]
         menu.clear()

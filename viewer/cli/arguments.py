@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from viewer.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
+from viewer.stream.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
 
 
 class UsageError(Exception):

@@ -1,7 +1,7 @@
 """FrameReader and RawReader: read-only, tear-free (or, for raw blocks, best-effort)
 access to the newest frame of a stream, from any number of processes.
 
-The read procedure is in viewer/protocol.py (docs/PROTOCOL.md).
+The read procedure is in viewer/stream/protocol.py (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from viewer import protocol as P
 from viewer.errors import (
     BusyError,
     ConfigError,
@@ -28,10 +27,11 @@ from viewer.errors import (
     StreamTimeoutError,
     TornFrameError,
 )
-from viewer.frames import Frame, StreamInfo, _Closing, _Views
-from viewer.mapping import Mapping
-from viewer.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
-from viewer.shm import ReadOnlyBlock
+from viewer.stream import protocol as P
+from viewer.stream.blocks import ReadOnlyBlock
+from viewer.stream.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
+from viewer.stream.views import Mapping
 
 T = TypeVar("T")
 MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this

@@ -27,7 +27,7 @@ from PyQt6.QtGui import (
 )
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from viewer.overlay import DEFAULT_COLOUR, Point, Shape
+from viewer.view.overlay import DEFAULT_COLOUR, Point, Shape
 
 BACKGROUND = QColor(24, 24, 24)
 ZOOM_STEP = 1.25

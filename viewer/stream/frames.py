@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from viewer import protocol as P
+from viewer.stream import protocol as P
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class _Views:
     """numpy views of one block's mutable words and slots.
 
     Each is made with ``np.frombuffer(mm)``, so each keeps the block mapped for as long as
-    it lives (viewer.shm.release): dropping them is all a close() needs to do for them.
+    it lives (viewer.stream.blocks.release): dropping them is all a close() needs to do for them.
     """
 
     state: np.ndarray  # the header's state word, shape (1,)

@@ -1,0 +1,1 @@
+"""The window: the only modules that import PyQt6."""

@@ -1,0 +1,1 @@
+"""Viewing logic without Qt: monitor, status text, headless output, statistics, overlays, imaging."""
