@@ -25,7 +25,7 @@ from viewer.errors import (
 )
 from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, StreamInfo
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "BusyError",
