@@ -45,7 +45,7 @@ def test_status_bar_follows_a_solid_stream(window, qtbot):
             w.write(np.full((H, W, 3), k, np.uint8))
             expected = f"frame {k:,} · sum {k * H * W * 3:,}"
             qtbot.waitUntil(lambda expected=expected: expected in status.text(), timeout=10_000)
-        assert "LIVE" in status.text() and "64x48" in status.text() and "3 ch uint8 BGR" in status.text()
+        assert "LIVE" in status.text() and "64x48 BGR uint8" in status.text()
 
 
 def test_window_sum_matches_the_headless_viewer(window):
@@ -150,7 +150,7 @@ def test_stale_when_producer_stops_and_back_when_it_returns(window):
         again.write(np.full((H // 2, W // 2), 1, np.uint8))
         win.refresh()  # one interval is enough to re-attach
         assert "LIVE" in panel.status.text() and "frame 0 " in panel.status.text()
-        assert "32x24" in panel.status.text() and "1 ch uint8 GRAY" in panel.status.text()
+        assert "32x24 GRAY uint8" in panel.status.text()
         assert "comeback restarted as 32x24 GRAY uint8, was 64x48 BGR uint8" in panel.pixel.text()
 
 

@@ -15,12 +15,13 @@ from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
 
 from viewer.gui.image_view import ZOOM_STEP, ImageView, TextLine
-from viewer.gui.panel import StreamPanel, reason, status_fields, status_text
+from viewer.gui.panel import StreamPanel
 from viewer.outfiles import OutputFolder
 from viewer.view import imaging
 from viewer.view.monitor import RawSpec
+from viewer.view.status import reason
 
-__all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run", "status_fields", "status_text"]
+__all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run"]
 
 
 class ViewerWindow(QMainWindow):
