@@ -16,13 +16,13 @@ from viewer.gui.window import ViewerWindow
 from viewer.view.headless import status_line
 
 H, W = 48, 64
-MANUAL = 3_600_000  # a timer that never fires during a test: ticks come from refresh()
+MANUAL = 3600.0  # seconds: a timer that never fires during a test: ticks come from refresh()
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    def make(*names, interval_ms=MANUAL, **options):
-        win = ViewerWindow(names, interval_ms=interval_ms, snapshot_dir=tmp_path, **options)
+    def make(*names, interval_s=MANUAL, **options):
+        win = ViewerWindow(names, interval_s=interval_s, snapshot_dir=tmp_path, **options)
         qtbot.addWidget(win)
         with qtbot.waitActive(win):  # keyboard shortcuts go to the active window
             win.show()
@@ -39,7 +39,7 @@ def centre_colour(panel) -> QColor:
 
 def test_status_bar_follows_a_solid_stream(window, qtbot):
     with FrameWriter("follow", (H, W, 3)) as w:
-        win = window("follow", interval_ms=20)
+        win = window("follow", interval_s=0.02)
         status = win.panels[0].status
         for k in range(3):
             w.write(np.full((H, W, 3), k, np.uint8))

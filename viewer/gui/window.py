@@ -19,24 +19,25 @@ from viewer.gui.panel import StreamPanel
 from viewer.outfiles import OutputFolder
 from viewer.view import imaging
 from viewer.view.monitor import RawSpec
+from viewer.view.statistics import Roi
 from viewer.view.status import reason
 
 __all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run"]
 
 
 class ViewerWindow(QMainWindow):
-    """Several stream panels in a grid, refreshed together by one timer."""
+    """Several stream panels in a grid, refreshed together by one timer every ``interval_s``."""
 
     def __init__(
         self,
         names: Sequence[str],
         *,
-        interval_ms: int = 300,
+        interval_s: float = 0.3,
         raw: RawSpec | None = None,
         block: bool = False,
         levels: tuple[float, float] | None = None,
         snapshot_dir: Path | None = None,
-        roi: tuple[int, int, int, int] | None = None,
+        roi: Roi | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("shmview: " + ", ".join(names))
@@ -63,7 +64,7 @@ class ViewerWindow(QMainWindow):
             self.restoreGeometry(geometry)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
-        self.timer.start(interval_ms)
+        self.timer.start(round(interval_s * 1000))  # QTimer counts whole milliseconds
         self.refresh()
 
     def _action(self, menu_name: str, text: str, keys: Sequence[str], slot: Callable[[], object]) -> QAction:
@@ -244,14 +245,27 @@ class ShutdownSignals:
         self._write.close()
 
 
-def run(names: Sequence[str], **options: object) -> int:
-    """Open the window and run until it is closed, or SIGINT / SIGTERM / SIGHUP arrives."""
+def run(
+    names: Sequence[str],
+    *,
+    interval_s: float = 0.3,
+    raw: RawSpec | None = None,
+    block: bool = False,
+    levels: tuple[float, float] | None = None,
+    snapshot_dir: Path | None = None,
+    roi: Roi | None = None,
+) -> int:
+    """Open the window on ``names``, refreshed every ``interval_s``, and run until it is
+    closed, or SIGINT / SIGTERM / SIGHUP arrives. The other arguments are ViewerWindow's.
+    Returns the Qt event loop's exit code."""
     from PyQt6.QtWidgets import QApplication
 
     with ShutdownSignals() as signals:  # first, so that no signal is lost while Qt starts
         app = QApplication.instance() or QApplication(["shmview"])
         imaging.single_threaded_opencv()
-        window = ViewerWindow(names, **options)  # type: ignore[arg-type]
+        window = ViewerWindow(
+            names, interval_s=interval_s, raw=raw, block=block, levels=levels, snapshot_dir=snapshot_dir, roi=roi
+        )
         signals.connect(window.close)
         window.show()
         return int(app.exec())
