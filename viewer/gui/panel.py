@@ -189,7 +189,8 @@ class StreamPanel(QWidget):
         if fmt == imaging.RGB32:
             self._bgra = pixels
         h, w = pixels.shape[:2]
-        qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])
+        # no copy: QImage wraps the buffer (its stubs want bytes, PyQt6 takes any buffer)
+        qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])  # type: ignore[call-overload]
         qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
         self.on_screen = s
         self.view.set_image(qimage)
