@@ -64,7 +64,7 @@ def main() -> None:
     meta = DEMO_META if demo else TEST_META
     with ShutdownSignals() as signals, FrameWriter("overlaid", (H, W, 3)) as writer:
         app = QApplication(["overlays", "-platform", "xcb"])
-        win = ViewerWindow(["overlaid"], interval_ms=100, roi=(170, 180, 110, 45) if demo else None)
+        win = ViewerWindow(["overlaid"], interval_s=0.1, roi=(170, 180, 110, 45) if demo else None)
         panel = win.panels[0]
         count = [0]
 

@@ -235,7 +235,7 @@ def snapshot_window(qtbot, tmp_path: Path):
 
     with FrameWriter("snap", (8, 8, 3)) as writer:
         writer.write(np.full((8, 8, 3), 9, np.uint8))
-        win = ViewerWindow(["snap"], interval_ms=3_600_000, snapshot_dir=tmp_path)
+        win = ViewerWindow(["snap"], interval_s=3600, snapshot_dir=tmp_path)
         qtbot.addWidget(win)
         win.refresh()
         yield win
@@ -277,7 +277,7 @@ def test_one_panels_refusal_does_not_stop_the_others(qtbot, tmp_path: Path):
     with FrameWriter("left", (8, 8)) as left, FrameWriter("right", (8, 8)) as right:
         left.write(np.zeros((8, 8), np.uint8))
         right.write(np.zeros((8, 8), np.uint8))
-        win = ViewerWindow(["left", "right"], interval_ms=3_600_000, snapshot_dir=tmp_path)
+        win = ViewerWindow(["left", "right"], interval_s=3600, snapshot_dir=tmp_path)
         qtbot.addWidget(win)
         win.refresh()
         assert win.save_snapshots() == [tmp_path / "right-000000.png"]

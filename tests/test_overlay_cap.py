@@ -15,7 +15,7 @@ from viewer.gui.window import ViewerWindow
 from viewer.view.overlay import MAX_SHAPES
 
 H, W = 120, 160
-MANUAL = 3_600_000  # a timer that never fires during a test: ticks come from refresh()
+MANUAL = 3600.0  # seconds: a timer that never fires during a test: ticks come from refresh()
 META_BYTES = 65536
 
 
@@ -30,7 +30,7 @@ def flood(k: int = 0) -> dict:
 @pytest.fixture
 def window(qtbot, tmp_path):
     def make(name: str) -> ViewerWindow:
-        win = ViewerWindow([name], interval_ms=MANUAL, snapshot_dir=tmp_path)
+        win = ViewerWindow([name], interval_s=MANUAL, snapshot_dir=tmp_path)
         qtbot.addWidget(win)
         win.resize(640, 520)
         with qtbot.waitActive(win):  # keyboard shortcuts go to the active window

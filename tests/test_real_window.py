@@ -123,7 +123,7 @@ def broken():
 
 with ShutdownSignals() as signals, producer("alive", pattern="bars"), producer("gone", pattern="bars") as (gone, _):
     app = QApplication(["states", "-platform", "xcb"])
-    win = ViewerWindow(["alive", "gone", "broken"], interval_ms=100)
+    win = ViewerWindow(["alive", "gone", "broken"], interval_s=0.1)
     win.panels[2].monitor.poll = broken
     signals.connect(win.close)
     win.show()

@@ -16,13 +16,13 @@ from viewer.gui.window import ViewerWindow
 from viewer.view.headless import status_line
 
 H, W = 48, 64
-MANUAL = 3_600_000  # a timer that never fires during a test: ticks come from refresh()
+MANUAL = 3600.0  # seconds: a timer that never fires during a test: ticks come from refresh()
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    def make(*names, interval_ms=MANUAL, **options):
-        win = ViewerWindow(names, interval_ms=interval_ms, snapshot_dir=tmp_path, **options)
+    def make(*names, interval_s=MANUAL, **options):
+        win = ViewerWindow(names, interval_s=interval_s, snapshot_dir=tmp_path, **options)
         qtbot.addWidget(win)
         with qtbot.waitActive(win):  # keyboard shortcuts go to the active window
             win.show()
@@ -39,13 +39,13 @@ def centre_colour(panel) -> QColor:
 
 def test_status_bar_follows_a_solid_stream(window, qtbot):
     with FrameWriter("follow", (H, W, 3)) as w:
-        win = window("follow", interval_ms=20)
+        win = window("follow", interval_s=0.02)
         status = win.panels[0].status
         for k in range(3):
             w.write(np.full((H, W, 3), k, np.uint8))
             expected = f"frame {k:,} · sum {k * H * W * 3:,}"
             qtbot.waitUntil(lambda expected=expected: expected in status.text(), timeout=10_000)
-        assert "LIVE" in status.text() and "64x48" in status.text() and "3 ch uint8 BGR" in status.text()
+        assert "LIVE" in status.text() and "64x48 BGR uint8" in status.text()
 
 
 def test_window_sum_matches_the_headless_viewer(window):
@@ -150,7 +150,7 @@ def test_stale_when_producer_stops_and_back_when_it_returns(window):
         again.write(np.full((H // 2, W // 2), 1, np.uint8))
         win.refresh()  # one interval is enough to re-attach
         assert "LIVE" in panel.status.text() and "frame 0 " in panel.status.text()
-        assert "32x24" in panel.status.text() and "1 ch uint8 GRAY" in panel.status.text()
+        assert "32x24 GRAY uint8" in panel.status.text()
         assert "comeback restarted as 32x24 GRAY uint8, was 64x48 BGR uint8" in panel.pixel.text()
 
 

@@ -278,7 +278,7 @@ def _view(args: argparse.Namespace, until: Callable[[], bool] | None = None) -> 
             from viewer.gui import window
 
             return window.run(
-                args.names, interval_ms=args.interval_ms, raw=raw, block=args.block, levels=args.levels,
+                args.names, interval_s=args.interval_ms / 1000, raw=raw, block=args.block, levels=args.levels,
                 snapshot_dir=args.snapshot_dir, roi=args.roi,
             )
         print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)

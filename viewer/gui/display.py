@@ -50,6 +50,7 @@ def x_server_problem(display: str) -> str | None:
     if host not in _LOCAL_HOSTS:
         return None  # another machine: not probed, Qt tries it
     path = f"/tmp/.X11-unix/X{n}"
+    where: list[tuple[int, object]]  # (address family, address) pairs to try
     if host in ("", "unix"):
         where = [(socket.AF_UNIX, path), (socket.AF_UNIX, "\0" + path)]
     elif host == "::1":

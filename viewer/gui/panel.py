@@ -1,7 +1,7 @@
-"""One stream in the window: its image with the metadata's shapes, its status line, the
-pixel under the cursor, the frame's metadata, a region's statistics and a histogram.
-Following the stream is viewer/view/monitor.py's job, pixel conversion viewer/view/imaging.py's,
-statistics viewer/view/statistics.py's and reading shapes viewer/view/overlay.py's."""
+"""One stream in the window: a StreamPanel shows its image with the metadata's shapes, its
+status line coloured by state, the zoom and the pixel under the cursor, the frame's metadata,
+a region's statistics and a histogram. It polls its stream when the window says so and never
+lets an exception out of a slot: whatever goes wrong is shown in the panel."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from viewer.gui.histogram_view import HistogramView
 from viewer.gui.image_view import ImageView, TextLine
 from viewer.view import imaging
 from viewer.view.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
-from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
+from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, parse_overlay
 from viewer.view.statistics import Roi, histogram, roi_stats, roi_text
+from viewer.view.status import error_reason, reason, status_words
 
 if TYPE_CHECKING:
     from viewer.outfiles import OutputFolder
@@ -108,7 +109,7 @@ class StreamPanel(QWidget):
         s = self.monitor.poll()
         if s.state == ERROR:
             self.last = s
-            self.show_error(s.error or "the stream cannot be read")
+            self.show_error(error_reason(s))
             return
         self._error = None
         if s.frame is not None and not self.paused and (s.new or self.on_screen is None):
@@ -145,7 +146,7 @@ class StreamPanel(QWidget):
             self.view.set_shapes(())
             self.on_screen = None
         self.view.set_overlay(why, dimmed=self.view.image is not None)
-        self.status.set_fields(["ERROR", self.name], [why])
+        self.status.set_fields(*status_fields(Status(self.name, ERROR, error=why), None))
         self._colour(ERROR)
 
     def _note_restart(self, s: Status) -> None:
@@ -188,7 +189,8 @@ class StreamPanel(QWidget):
         if fmt == imaging.RGB32:
             self._bgra = pixels
         h, w = pixels.shape[:2]
-        qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])
+        # no copy: QImage wraps the buffer (its stubs want bytes, PyQt6 takes any buffer)
+        qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])  # type: ignore[call-overload]
         qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
         self.on_screen = s
         self.view.set_image(qimage)
@@ -295,12 +297,6 @@ class StreamPanel(QWidget):
             logger.warning("%s: closing: %s", self.name, reason(exc))
 
 
-def reason(exc: BaseException) -> str:
-    """One line for a status bar: the message, or the exception's name if it has none."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, ShmviewError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
-
-
 def pixel_text(image: np.ndarray, x: int, y: int, pixel_format: str) -> str:
     values = np.atleast_1d(image[y, x]).tolist()
     names = imaging.channel_names(pixel_format)
@@ -309,28 +305,12 @@ def pixel_text(image: np.ndarray, x: int, y: int, pixel_format: str) -> str:
 
 def status_fields(s: Status, display_fps: float | None, *, paused: bool = False) -> tuple[list[str], list[str]]:
     """The status line, what matters most first: state, stream, frame, exact sum, rates;
-    then size, type and latency, which may wrap or be cut when the panel is narrow."""
-    first = [s.state.upper(), *(["PAUSED"] if paused else []), s.stream]
-    if s.frame is not None:
-        first.append(f"frame {s.frame.index:,}" if s.frame.index is not None else "raw")
-        first.append(f"sum {s.sum:,}" if isinstance(s.sum, int) else f"sum {s.sum:.6g}")
-    if s.fps is not None:
-        first.append(f"{s.fps:.1f} fps")  # the monitor says 0 at once when stale
-    if display_fps is not None:
-        first.append(f"shown {display_fps:.1f} fps")
-    rest = []
-    if s.info is not None:
-        h, w = s.info.shape[:2]
-        channels = s.info.shape[2] if len(s.info.shape) == 3 else 1
-        rest += [f"{w}x{h}", f"{channels} ch {s.info.dtype} {s.info.pixel_format}"]
-    source = origin(s.frame.meta) if s.frame is not None else None
-    if s.latency_ms is not None:
-        rest.append(f"{'end to end ' if source else ''}{s.latency_ms:.1f} ms")
-    if source:
-        rest.append(f"from {source}")
-    return first, rest
-
-
-def status_text(s: Status, display_fps: float | None, *, paused: bool = False) -> str:
-    first, rest = status_fields(s, display_fps, paused=paused)
-    return " · ".join(first + rest)
+    then size, type and latency, which may wrap or be cut when the panel is narrow. In the
+    error state: the state, the stream and why."""
+    words = status_words(s)
+    if words.error is not None:
+        return [words.state.upper(), words.stream], [words.error]
+    shown = None if display_fps is None else f"shown {display_fps:.1f} fps"
+    first = [words.state.upper(), "PAUSED" if paused else None, words.stream, words.frame, words.sum, words.fps, shown]
+    rest = [words.size, words.latency, words.source]
+    return [f for f in first if f is not None], [f for f in rest if f is not None]

@@ -12,30 +12,32 @@ from types import TracebackType
 
 from PyQt6.QtCore import QSettings, QSocketNotifier, QTimer
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
-from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
+from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QMenu, QStatusBar, QWidget
 
 from viewer.gui.image_view import ZOOM_STEP, ImageView, TextLine
-from viewer.gui.panel import StreamPanel, reason, status_fields, status_text
+from viewer.gui.panel import StreamPanel
 from viewer.outfiles import OutputFolder
 from viewer.view import imaging
 from viewer.view.monitor import RawSpec
+from viewer.view.statistics import Roi
+from viewer.view.status import reason
 
-__all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run", "status_fields", "status_text"]
+__all__ = ["ImageView", "StreamPanel", "TextLine", "ViewerWindow", "run"]
 
 
 class ViewerWindow(QMainWindow):
-    """Several stream panels in a grid, refreshed together by one timer."""
+    """Several stream panels in a grid, refreshed together by one timer every ``interval_s``."""
 
     def __init__(
         self,
         names: Sequence[str],
         *,
-        interval_ms: int = 300,
+        interval_s: float = 0.3,
         raw: RawSpec | None = None,
         block: bool = False,
         levels: tuple[float, float] | None = None,
         snapshot_dir: Path | None = None,
-        roi: tuple[int, int, int, int] | None = None,
+        roi: Roi | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("shmview: " + ", ".join(names))
@@ -52,7 +54,9 @@ class ViewerWindow(QMainWindow):
         self.paused = False
         self.paused_label = QLabel("PAUSED")
         self.paused_label.setStyleSheet("font-weight: bold; color: #8d6e00; padding: 0 6px")
-        self.statusBar().addPermanentWidget(self.paused_label)
+        self.status_bar = QStatusBar(self)  # what statusBar() would make; held, as it is never None
+        self.setStatusBar(self.status_bar)
+        self.status_bar.addPermanentWidget(self.paused_label)
         self.paused_label.hide()
         self._build_menus()
         self.resize(900, 700)
@@ -62,7 +66,7 @@ class ViewerWindow(QMainWindow):
             self.restoreGeometry(geometry)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
-        self.timer.start(interval_ms)
+        self.timer.start(round(interval_s * 1000))  # QTimer counts whole milliseconds
         self.refresh()
 
     def _action(self, menu_name: str, text: str, keys: Sequence[str], slot: Callable[[], object]) -> QAction:
@@ -73,23 +77,29 @@ class ViewerWindow(QMainWindow):
         self.addAction(action)  # shortcuts work even when the menu bar is hidden
         return action
 
-    def _toggle(self, text: str, key: str, on: bool, slot: Callable[[bool], object]) -> QAction:
+    def _toggle(self, text: str, key: str, on: bool, act: Callable[[StreamPanel, bool], object]) -> QAction:
+        """A checkable View entry that does ``act(panel, checked)`` to every panel."""
         action = self._action("&View", text, [key], lambda: None)
         action.setCheckable(True)
         action.setChecked(on)
-        action.toggled.connect(lambda checked: self._safely(slot, checked))
+        action.toggled.connect(lambda checked: self._to_every_panel(act, checked))
         return action
 
-    def _safely(self, slot: Callable[[bool], object], on: bool) -> None:
+    def _to_every_panel(self, act: Callable[[StreamPanel, bool], object], on: bool) -> None:
         try:
-            slot(on)
+            for panel in self.panels:
+                act(panel, on)
         except Exception as exc:  # a slot: an exception escaping it aborts PyQt6
-            self.statusBar().showMessage(reason(exc), 10000)
+            self.status_bar.showMessage(reason(exc), 10000)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
         assert bar is not None
-        self.menus = {n: bar.addMenu(n) for n in ("&File", "&View", "&Stream")}
+        self.menus: dict[str, QMenu] = {}
+        for name in ("&File", "&View", "&Stream"):
+            menu = bar.addMenu(name)
+            assert menu is not None
+            self.menus[name] = menu
         self.snapshot_action = self._action("&File", "Save snapshot", ["Ctrl+S"], self.save_snapshots)
         self._action("&File", "Quit", ["Ctrl+Q"], self.close)
         self.pause_action = self._action("&View", "Pause", ["Space"], self.toggle_pause)
@@ -100,11 +110,9 @@ class ViewerWindow(QMainWindow):
         self._action("&View", "Zoom out", ["-"], lambda: self._zoom(1 / ZOOM_STEP))
         self.menus["&View"].addSeparator()
         self.overlay_action = self._toggle("Overlays (metadata shapes)", "O", True,
-                                           lambda on: [p.view.set_show_shapes(on) for p in self.panels])
-        self.histogram_action = self._toggle("Histogram", "H", False,
-                                             lambda on: [p.set_histogram_visible(on) for p in self.panels])
-        self.log_action = self._toggle("Histogram: log counts", "L", False,
-                                       lambda on: [p.histogram.set_log(on) for p in self.panels])
+                                           lambda p, on: p.view.set_show_shapes(on))
+        self.histogram_action = self._toggle("Histogram", "H", False, lambda p, on: p.set_histogram_visible(on))
+        self.log_action = self._toggle("Histogram: log counts", "L", False, lambda p, on: p.histogram.set_log(on))
         self._action("&View", "Clear ROI (Shift-drag or right-drag selects one)", ["Esc"],
                      lambda: self.target_panel().set_roi(None))
         streams = self.menus["&Stream"]
@@ -155,7 +163,7 @@ class ViewerWindow(QMainWindow):
         for panel in self.panels:
             panel.set_paused(self.paused)
         self.paused_label.setVisible(self.paused)
-        self.statusBar().showMessage("paused (Space resumes)" if self.paused else "resumed", 3000)
+        self.status_bar.showMessage("paused (Space resumes)" if self.paused else "resumed", 3000)
 
     def target_panel(self) -> StreamPanel:
         """The panel under the mouse, or else the last one clicked."""
@@ -183,7 +191,7 @@ class ViewerWindow(QMainWindow):
             failed.append(reason(exc))
         said = [f"saved {', '.join(map(str, saved))}"] if saved else []
         said += [f"snapshot failed: {'; '.join(failed)}"] if failed else []
-        self.statusBar().showMessage("; ".join(said) or "no frame to save", 10000 if failed else 5000)
+        self.status_bar.showMessage("; ".join(said) or "no frame to save", 10000 if failed else 5000)
         return saved
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
@@ -222,7 +230,8 @@ class ShutdownSignals:
     def connect(self, on_signal: Callable[[], object]) -> None:
         """Call ``on_signal`` from the event loop when one of the signals arrives (also one
         that arrived before this call). Needs a QApplication."""
-        self._notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read)
+        # PyQt6 takes the descriptor as an int; its stubs only know sip.voidptr
+        self._notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read)  # type: ignore[call-overload]
         self._notifier.activated.connect(lambda *_: self._woken(on_signal))
 
     def _woken(self, on_signal: Callable[[], object]) -> None:
@@ -243,14 +252,27 @@ class ShutdownSignals:
         self._write.close()
 
 
-def run(names: Sequence[str], **options: object) -> int:
-    """Open the window and run until it is closed, or SIGINT / SIGTERM / SIGHUP arrives."""
+def run(
+    names: Sequence[str],
+    *,
+    interval_s: float = 0.3,
+    raw: RawSpec | None = None,
+    block: bool = False,
+    levels: tuple[float, float] | None = None,
+    snapshot_dir: Path | None = None,
+    roi: Roi | None = None,
+) -> int:
+    """Open the window on ``names``, refreshed every ``interval_s``, and run until it is
+    closed, or SIGINT / SIGTERM / SIGHUP arrives. The other arguments are ViewerWindow's.
+    Returns the Qt event loop's exit code."""
     from PyQt6.QtWidgets import QApplication
 
     with ShutdownSignals() as signals:  # first, so that no signal is lost while Qt starts
         app = QApplication.instance() or QApplication(["shmview"])
         imaging.single_threaded_opencv()
-        window = ViewerWindow(names, **options)  # type: ignore[arg-type]
+        window = ViewerWindow(
+            names, interval_s=interval_s, raw=raw, block=block, levels=levels, snapshot_dir=snapshot_dir, roi=roi
+        )
         signals.connect(window.close)
         window.show()
         return int(app.exec())

@@ -10,10 +10,10 @@ from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
 from viewer.stream.registry import live_records
-from viewer.view.imaging import describe, finite_or_none, nonfinite_count, single_threaded_opencv
+from viewer.view.imaging import finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.view.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
-from viewer.view.overlay import origin
 from viewer.view.statistics import Roi, roi_dict, roi_stats, roi_text
+from viewer.view.status import status_words
 
 
 class SkipCounter:
@@ -75,32 +75,16 @@ def json_line(s: Status, skipped: int | None = None, roi: Roi | None = None) -> 
     return json.dumps(status_dict(s, skipped, roi), allow_nan=False)
 
 
-def _sum_text(s: Status) -> str:
-    if isinstance(s.sum, int):
-        return f"sum {s.sum:,}"
-    bad = nonfinite_count(s.frame.image) if s.frame is not None else None
-    return f"sum {s.sum:.6g}" + (f" ({bad:,} non-finite)" if bad else "")
-
-
 def status_line(s: Status, roi: Roi | None = None) -> str:
-    error = s.error
-    if s.state == ERROR:
-        return f"{s.stream}  {ERROR}  {error or 'unknown error'}"
-    parts = [s.stream, s.state]
-    if s.frame is not None:
-        parts.append(f"frame {s.frame.index if s.frame.index is not None else '-'}")
-        parts.append(_sum_text(s))
-    if s.info is not None:
-        parts.append(describe(s.info.shape, s.info.dtype, s.info.pixel_format))
-    if s.fps is not None:
-        parts.append(f"{s.fps:.1f} fps")
-    if s.latency_ms is not None:
-        parts.append(f"{s.latency_ms:.1f} ms")
-    if s.frame is not None and (source := origin(s.frame.meta)):
-        parts.append(f"from {source}")  # a mirrored stream: the latency is end to end
+    """The text form of a status: its words in their order, two spaces apart, with an
+    ``roi``'s statistics at the end."""
+    words = status_words(s)
+    if words.error is not None:
+        return f"{words.stream}  {words.state}  {words.error}"
+    parts = [words.stream, words.state, words.frame, words.sum, words.size, words.fps, words.latency, words.source]
     if roi is not None and s.frame is not None and s.info is not None:
         parts.append("  ".join(roi_text(roi_stats(s.frame.image, roi, s.info.pixel_format))))
-    return "  ".join(parts)
+    return "  ".join(p for p in parts if p is not None)
 
 
 def not_found(names: Sequence[str], waited_s: float, *, raw: bool = False) -> StreamNotFoundError:
