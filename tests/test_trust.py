@@ -125,10 +125,12 @@ def test_a_follower_never_switches_to_a_block_the_registry_did_not_name(planted)
         monitor = StreamMonitor("followed")
         try:
             wait_for(lambda: monitor.poll().state == LIVE, what="live")
-            before = monitor.poll().frame.index
             proc.kill()
             proc.wait()
             wait_for(lambda: not (SHM / block).exists(), timeout=5, what="the block unlinked")
+            # frames written between a poll and the kill may still arrive on the next poll
+            wait_for(lambda: monitor.poll().state == STALE, what="stale")
+            before = monitor.poll().frame.index
             # A neighbour re-creates the block name with a valid header and its own pixels.
             planted.append(SHM / block)
             as_user(NOBODY, lambda: plant_file(SHM / block, headered_block((48, 64, 3), value=99, frames=500)))
