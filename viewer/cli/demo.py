@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from viewer import arguments as T
+import viewer.arguments as T
 from viewer.arguments import EXIT_CODES, EXIT_OK
 from viewer.cli import view
 from viewer.errors import ShmviewError

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from viewer import arguments as T
+import viewer.arguments as T
 from viewer.arguments import EXIT_CODES, EXIT_OK
 from viewer.stream.protocol import MAX_SLOTS
 

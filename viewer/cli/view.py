@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from viewer import arguments as T
+import viewer.arguments as T
 from viewer.arguments import EXIT_CODES
 from viewer.signals import Stop, stop_flag
 from viewer.stream.protocol import DTYPES, PIXEL_FORMATS, make_layout

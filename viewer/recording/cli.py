@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewer import arguments as T
+import viewer.arguments as T
 from viewer.arguments import EXIT_CODES
 from viewer.stream.protocol import MAX_SLOTS
 
