@@ -8,10 +8,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
 
 import numpy as np
 
+from viewer.signals import Stop
 from viewer.stream import FrameWriter
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,6 @@ def _copy(source: FrameSource, writer: FrameWriter, convert: Callable[[np.ndarra
         return False
     writer.write(convert(frame) if convert else frame)
     return True
-
-
-class Stop(Protocol):
-    """What run() needs from a stop flag; threading.Event is one."""
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float) -> bool: ...
 
 
 def run(

@@ -2,93 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TextIO
 
 import numpy as np
 
-from producers.base import FrameSource, NoFrameYet, Stop, run
+from producers.base import FrameSource, NoFrameYet, run
 from producers.convert import Conformer
 from viewer.errors import SourceError
+from viewer.signals import Stop, stop_flag, stop_reason
 from viewer.stream import FrameWriter
 from viewer.stream.blocks import check_room
 from viewer.stream.protocol import make_layout
 from viewer.stream.registry import validate_name
 from viewer.view.imaging import describe
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class SignalStop:
-    """A stop flag that SIGINT, SIGTERM and SIGHUP raise, and a sleep they cut short.
-
-    The handlers must not take locks: a ``threading.Event.set()`` in a handler deadlocks
-    when the signal lands while the main thread holds the event's own lock (inside
-    ``wait()``). So the handler sets a plain flag, and ``signal.set_wakeup_fd`` wakes the
-    ``select()`` that sleeps between frames. Handling SIGTERM at all matters: a process
-    started with ``&`` from a script ignores SIGINT, and an unhandled SIGTERM skips every
-    exit handler, which leaves the SharedMemoryManager server, and the block, behind.
-    Only the main thread may install handlers: see installed().
-    """
-
-    def __init__(self) -> None:
-        self.signal: str | None = None  # the name of the signal that stopped us
-        self._read = self._write = -1
-
-    def is_set(self) -> bool:
-        return self.signal is not None
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.signal = signal.Signals(signum).name
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` s, less if a signal arrives; return whether to stop."""
-        timeout = min(max(0.0, timeout), 86400.0)  # select() refuses what time_t cannot hold
-        if not self.is_set() and select.select([self._read], [], [], timeout)[0]:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._read, 512)
-        return self.is_set()
-
-    @classmethod
-    @contextmanager
-    def installed(cls) -> Iterator[SignalStop]:
-        """Handlers and wakeup pipe for the time inside; both are gone again after."""
-        stop = cls()
-        stop._read, stop._write = os.pipe()
-        try:
-            for fd in (stop._read, stop._write):
-                os.set_blocking(fd, False)
-            previous_fd = signal.set_wakeup_fd(stop._write)
-            previous = {s: signal.signal(s, stop._handle) for s in STOP_SIGNALS}
-            try:
-                yield stop
-            finally:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-                signal.set_wakeup_fd(previous_fd)
-        finally:
-            os.close(stop._read)
-            os.close(stop._write)
-
-
-@contextmanager
-def _stop_flag(stop: Stop | None) -> Iterator[Stop]:
-    """The caller's stop flag; else signals in the main thread; else a flag nobody sets
-    (a thread that wants to stop serve() early passes ``stop``)."""
-    if stop is not None:
-        yield stop
-    elif threading.current_thread() is threading.main_thread():
-        with SignalStop.installed() as by_signal:
-            yield by_signal
-    else:
-        yield threading.Event()
 
 
 def _first_frame(source: FrameSource, stop: Stop) -> np.ndarray | None:
@@ -127,7 +54,7 @@ def _ready_line(name: str, writer: FrameWriter) -> str:
 def _stopped_line(name: str, stop: Stop, written: int | None, frames: int | None) -> str:
     """Why the stream ended, for the one line a producer prints when it stops."""
     if stop.is_set():
-        why = f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
+        why = stop_reason(stop)
     elif frames is not None and written is not None and written >= frames:
         why = "frame limit reached"
     else:
@@ -162,7 +89,7 @@ def serve(
     SIGTERM and SIGHUP do when serve() runs in the main thread.
     """
     _check_room_early(name, source, size, channels, slots)
-    with _stop_flag(stop) as stopping, source:
+    with stop_flag(stop) as stopping, source:
         first = _first_frame(source, stopping)
         if first is None:
             print(_stopped_line(name, stopping, None, frames), file=out, flush=True)

@@ -23,7 +23,10 @@ import pytest
 from tests.helpers import CLI as CLI_CMD
 from tests.helpers import cli, json_lines, producer, read_line, registered, start, stop, wait_for
 from viewer import FrameWriter
+from viewer.arguments import UsageError
+from viewer.cli import listing
 from viewer.cli.main import build_parser, main
+from viewer.errors import InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.gui.display import display_problem
 
 H, W, C = 48, 64, 3
@@ -386,6 +389,51 @@ def test_every_option_has_help_and_every_default_is_shown():
             assert shown or "default" in action.help or f"default: {action.default}" in " ".join(text.split())
         assert "exit codes:" in text, parser.prog
     assert "(default: gradient)" in cli("produce", "synthetic", "--help").stdout
+
+
+def _failing_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """`shmview list` raises ``error`` where it would look for streams."""
+    def fail() -> list:
+        raise error
+
+    monkeypatch.setattr(listing, "stream_rows", fail)
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (UsageError("shmview list: error: told so"), 2),
+    (InvalidNameError("told so"), 2),
+    (StreamNotFoundError("told so"), 3),
+    (SourceNotFoundError("told so"), 3),
+    (ShmviewError("told so"), 1),
+    (PermissionError("told so"), 1),
+])
+def test_main_turns_the_projects_own_errors_into_exit_codes(monkeypatch, capsys, error, code):
+    _failing_with(monkeypatch, error)
+    assert main(["list"]) == code
+    assert capsys.readouterr().err.rstrip().endswith("told so")
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), TypeError("a bug"), KeyError("a bug")])
+def test_a_bug_stays_a_traceback_instead_of_an_exit_code(monkeypatch, bug):
+    _failing_with(monkeypatch, bug)
+    with pytest.raises(type(bug), match="a bug"):
+        main(["list"])
+
+
+def _ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script does (FACTS 23)
+
+
+def test_the_text_viewer_stops_on_sigint_even_when_started_ignoring_it():
+    with producer("ign", *SMALL):
+        viewer = subprocess.Popen([*CLI_CMD, "view", "ign", "--headless", "--interval-ms", "50"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=_ignoring_sigint)
+        try:
+            wait_for(lambda: " live " in read_line(viewer), what="the viewer live")
+        finally:
+            code, err = stop(viewer, signal.SIGINT)
+    assert code == 0, err
 
 
 def test_version(capsys):

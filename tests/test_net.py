@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,8 +77,8 @@ class Lines:
         return wait_for(seen, what=f"a line starting {prefix!r}")
 
 
-def started(args: list[str]) -> tuple[subprocess.Popen, Lines]:
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def started(args: list[str], **popen: Any) -> tuple[subprocess.Popen, Lines]:
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     return proc, Lines(proc)
 
 
@@ -100,14 +101,15 @@ def ended(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 
 
 @contextmanager
-def running(args: list[str], ready: str) -> Iterator[Lines]:
-    """A shmview process that printed a line starting with ``ready``; SIGTERM at the end."""
-    proc, lines = started(args)
+def running(args: list[str], ready: str, stop_with: int = signal.SIGTERM, **popen: Any) -> Iterator[Lines]:
+    """A shmview process that printed a line starting with ``ready``; SIGTERM (``stop_with``)
+    at the end."""
+    proc, lines = started(args, **popen)
     try:
         lines.wait(ready)
         yield lines
     finally:
-        ended(proc)
+        ended(proc, stop_with)
         lines._thread.join(5)
         proc.stdout.close()
 
@@ -308,6 +310,22 @@ def test_codecs_fall_back_to_lossless_ones_that_can_carry_the_frame():
     assert codec_for("jpeg", (4, 5, 4), "uint8") == "png"
     assert codec_for("jpeg", (4, 5), "uint16") == "png"
     assert codec_for("png", (4, 5), "float32") == "raw"
+
+
+def _ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script does (FACTS 23)
+
+
+def test_share_and_bridge_stop_on_sigint_even_when_started_ignoring_it():
+    """`share ... &` from a script starts with SIGINT ignored; Ctrl-C's signal still stops
+    share and bridge, cleanly (exit 0, and the mirror is gone)."""
+    ignoring = {"preexec_fn": _ignoring_sigint, "stop_with": signal.SIGINT}
+    share_args = ["share", "cam0", "--listen", "local", "--host-id", "robot"]
+    with producer("cam0", "--size", SIZE), running(share_args, "share:", **ignoring):
+        with running(["bridge", "--connect", "local"], "bridge:", **ignoring):
+            open_mirror("robot.cam0").close()
+        with pytest.raises(StreamNotFoundError):
+            FrameReader("robot.cam0")
 
 
 def test_a_clean_stop_leaves_nothing():

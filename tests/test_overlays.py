@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import cli, json_lines
 from viewer import FrameWriter
-from viewer.cli.arguments import roi as parse_roi
+from viewer.arguments import roi as parse_roi
 from viewer.view.overlay import (
     DEFAULT_COLOUR,
     MAX_CHARS,

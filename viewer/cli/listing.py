@@ -6,7 +6,18 @@ import argparse
 import json
 import time
 
+from viewer.arguments import EXIT_CODES
 from viewer.errors import ShmviewError, StreamNotFoundError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """``list``, with the options of ``list --remote`` from viewer/net/cli.py."""
+    from viewer.net import cli as net
+
+    lst = sub.add_parser("list", help="list live streams", epilog=EXIT_CODES)
+    lst.add_argument("--json", action="store_true", help="one JSON array of objects instead of a table")
+    lst.set_defaults(func=list_command)
+    net.add_remote_options(lst)
 
 
 def stream_rows() -> list[dict[str, object]]:

@@ -3,9 +3,8 @@ shutdown on SIGINT / SIGTERM / SIGHUP that never runs inside a signal handler.""
 
 from __future__ import annotations
 
+import contextlib
 import math
-import signal
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +16,7 @@ from PyQt6.QtWidgets import QGridLayout, QLabel, QMainWindow, QMenu, QStatusBar,
 from viewer.gui.image_view import ZOOM_STEP, ImageView, TextLine
 from viewer.gui.panel import StreamPanel
 from viewer.outfiles import OutputFolder
+from viewer.signals import STOP_SIGNALS, SignalStop
 from viewer.view import imaging
 from viewer.view.monitor import RawSpec
 from viewer.view.statistics import Roi
@@ -205,51 +205,37 @@ class ViewerWindow(QMainWindow):
 class ShutdownSignals:
     """SIGINT, SIGTERM and SIGHUP close the window from the event loop, never from the
     handler: a handler runs between any two bytecodes, also in the middle of a refresh, and
-    closing a stream under a running copy is a segfault (numpy views do not pin an mmap). The handler does nothing;
-    Python's C-level handler writes the signal number to a socket (set_wakeup_fd), and a
-    QSocketNotifier on the other end wakes the event loop at once, whatever the refresh
+    closing a stream under a running copy is a segfault (numpy views do not pin an mmap).
+    The signals, their handlers (a flag) and the wakeup pipe are viewer.signals.SignalStop's;
+    a QSocketNotifier on the pipe wakes the event loop at once, whatever the refresh
     interval, to run ``on_signal`` after the current refresh has returned."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self) -> None:
-        self.received: int | None = None
         self._notifier: QSocketNotifier | None = None
+        self._installed = contextlib.ExitStack()
 
     def __enter__(self) -> ShutdownSignals:
-        self._read, self._write = socket.socketpair()
-        for end in (self._read, self._write):
-            end.setblocking(False)
-        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
-        self._previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+        self.stop = self._installed.enter_context(SignalStop.installed())
         return self
-
-    def _note(self, signum: int, frame: object) -> None:
-        self.received = signum  # a plain flag: nothing that takes a lock (Event.set() here can deadlock)
 
     def connect(self, on_signal: Callable[[], object]) -> None:
         """Call ``on_signal`` from the event loop when one of the signals arrives (also one
         that arrived before this call). Needs a QApplication."""
         # PyQt6 takes the descriptor as an int; its stubs only know sip.voidptr
-        self._notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read)  # type: ignore[call-overload]
+        self._notifier = QSocketNotifier(self.stop.fileno(), QSocketNotifier.Type.Read)  # type: ignore[call-overload]
         self._notifier.activated.connect(lambda *_: self._woken(on_signal))
 
     def _woken(self, on_signal: Callable[[], object]) -> None:
-        try:
-            numbers = self._read.recv(512)
-        except BlockingIOError:
-            return
-        if any(n in self.SIGNALS for n in numbers):
+        self.stop.drain()
+        if self.stop.is_set():
             on_signal()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._notifier is not None:
             self._notifier.setEnabled(False)
-        signal.set_wakeup_fd(self._previous_fd)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._read.close()
-        self._write.close()
+        self._installed.close()
 
 
 def run(

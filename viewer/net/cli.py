@@ -1,5 +1,6 @@
-"""The ``share``, ``bridge`` and ``list --remote`` commands: their options and their
-runs. ``viewer/cli/main.py`` adds the parsers and dispatches here."""
+"""The ``share``, ``bridge``, ``tls`` and ``list --remote`` commands: their options and
+their runs. register() adds share, bridge and tls to the command line; ``shmview list``
+(viewer/cli/listing.py) takes its --remote options from add_remote_options()."""
 
 from __future__ import annotations
 
@@ -7,18 +8,16 @@ import argparse
 import contextlib
 import json
 import re
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from viewer.cli.arguments import UsageError
+from viewer.arguments import EXIT_CODES, UsageError
 from viewer.errors import ShmviewError
 from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
+from viewer.signals import SignalStop
 
 NETWORK_NOTE = """Nothing is sent anywhere but to the endpoints given (--listen, --connect, or a Zenoh
 config file); Zenoh's multicast scouting stays off unless --scout asks for it. Only peers that
@@ -68,6 +67,13 @@ def _pattern(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a Zenoh key pattern such as shmview/robot1/*") from None
 
 
+def register(sub: argparse._SubParsersAction) -> None:
+    """``share``, ``bridge`` and ``tls``."""
+    add_share(sub).set_defaults(func=share_command)
+    add_bridge(sub).set_defaults(func=bridge_command)
+    add_tls(sub)
+
+
 def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
     if listen:
         p.add_argument("--listen", action="append", type=check_endpoint, metavar="ENDPOINT",
@@ -80,9 +86,9 @@ def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> N
     add_security_options(p)
 
 
-def add_share(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
+def add_share(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("share", help="publish local streams on the network (Zenoh)",
-                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{epilog}")
+                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}")
     p.add_argument("names", nargs="*", metavar="NAME", help="streams to share (default: every live stream, "
                    "also ones that start later)")
     add_network_options(p)
@@ -94,9 +100,9 @@ def add_share(sub: argparse._SubParsersAction, epilog: str) -> argparse.Argument
     return p
 
 
-def add_bridge(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
+def add_bridge(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bridge", help="mirror remote streams into local ones (Zenoh)",
-                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{epilog}")
+                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}")
     p.add_argument("pattern", nargs="?", type=_pattern, default=f"{KEY_ROOT}/**",
                    help="Zenoh key pattern of the streams to mirror, e.g. shmview/robot1/*")
     add_network_options(p)
@@ -141,18 +147,6 @@ def _vet(args: argparse.Namespace, command: str) -> None:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-
-
-@contextlib.contextmanager
-def _stopped_by_signals() -> Iterator[threading.Event]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C (KeyboardInterrupt in the main thread), so
-    every local stream a bridge made is closed and no block is left behind."""
-    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield threading.Event()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _keep_big_buffers() -> None:
@@ -205,7 +199,7 @@ def run_share(args: argparse.Namespace) -> None:
     for name in args.names:
         validate_name(name)
     _keep_big_buffers()
-    with _stopped_by_signals() as stop:
+    with SignalStop.installed() as stop:
         session = open_session(options(args))
         try:
             sharer = Sharer(session, args.names, args.host_id, codec=args.codec, quality=args.quality,
@@ -221,7 +215,7 @@ def run_bridge(args: argparse.Namespace) -> None:
     from viewer.net.bridge import Bridge
 
     _keep_big_buffers()
-    with _stopped_by_signals() as stop:
+    with SignalStop.installed() as stop:  # then the streams it made are closed: none left behind
         session = open_session(limited(options(args), args))
         try:
             bridge = Bridge(session, args.pattern, args.prefix, report=_say, limits=bridge_limits(args))
@@ -321,15 +315,15 @@ def _dns_name(text: str) -> str:
     return text
 
 
-def add_tls(sub: argparse._SubParsersAction, epilog: str) -> argparse.ArgumentParser:
+def add_tls(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("tls", help="certificates for mutual TLS between machines (share/bridge --tls)",
-                       epilog=f"{TLS_EPILOG}\n\n{epilog}")
+                       epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
     kinds = p.add_subparsers(dest="tls_command", required=True, parser_class=type(p))
     init = kinds.add_parser("init", help="a new CA and this host's certificate, in DIR",
-                            epilog=f"{TLS_EPILOG}\n\n{epilog}")
+                            epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
     init.add_argument("folder", type=Path, metavar="DIR", help="new or empty folder (made 0700)")
     issue = kinds.add_parser("issue", help="another host's certificate from a CA folder",
-                             epilog=f"{TLS_EPILOG}\n\n{epilog}")
+                             epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
     issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR", help="a folder made by tls init")
     issue.add_argument("folder", type=Path, metavar="OUT_DIR", help="new or empty folder (made 0700)")
     for q in (init, issue):

@@ -20,6 +20,7 @@ import orjson
 from viewer.errors import ShmviewError, StreamNotFoundError
 from viewer.net.codec import codec_for, encode_frame
 from viewer.net.config import stream_key
+from viewer.signals import Stop
 from viewer.stream.reader import GONE, FrameReader
 from viewer.view.monitor import RateMeter
 
@@ -152,7 +153,7 @@ class Sharer:
         self.report = report
         self.shares: dict[str, StreamShare] = {}
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: Stop) -> None:
         """Until ``stop`` is set: share what is there, look again every half second."""
         try:
             while not stop.is_set():

@@ -1,13 +1,15 @@
 """The command line of recording: ``record``, ``info`` and ``produce replay``, their
-arguments and what they run. viewer/cli/main.py adds them to its parser; nothing heavy is
-imported until a command runs."""
+arguments and what they run. register() adds ``record`` and ``info`` to the command line,
+register_replay() adds ``replay`` under ``produce``; nothing heavy is imported until a
+command runs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from viewer.cli import arguments as T
+import viewer.arguments as T
+from viewer.arguments import EXIT_CODES
 from viewer.stream.protocol import MAX_SLOTS
 
 RECORD_EXAMPLES = """examples:
@@ -22,10 +24,10 @@ recorded N frames of NAME, skipped K (frames it could not keep up with).
 """
 
 
-def add_replay(kinds: argparse._SubParsersAction, exit_codes: str) -> None:
-    """``produce replay``, under ``produce``."""
+def register_replay(kinds: argparse._SubParsersAction) -> None:
+    """``produce replay``, under ``produce`` (viewer/cli/produce.py)."""
     rep = kinds.add_parser("replay", help="a recording (shmview record MCAP), exactly as recorded",
-                           epilog=exit_codes)
+                           epilog=EXIT_CODES)
     rep.add_argument("--path", required=True, type=Path, help="the .mcap file")
     rep.add_argument("--stream", help="replay only this recorded stream (default: all, each under its name)")
     rep.add_argument("--name", help="publish under this name (one stream only)")
@@ -36,10 +38,10 @@ def add_replay(kinds: argparse._SubParsersAction, exit_codes: str) -> None:
     rep.set_defaults(func=run_replay, parser=rep)
 
 
-def add_record(sub: argparse._SubParsersAction, exit_codes: str) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """``record`` and ``info``."""
     rec = sub.add_parser("record", help="record streams to MCAP (Foxglove), a video, or images",
-                         epilog=RECORD_EXAMPLES + exit_codes)
+                         epilog=RECORD_EXAMPLES + EXIT_CODES)
     rec.add_argument("names", nargs="+", metavar="NAME", help="stream name(s)")
     rec.add_argument("--out", required=True, metavar="FILE",  # a str: a Path drops the slash of "DIR/"
                      help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame")
@@ -50,7 +52,7 @@ def add_record(sub: argparse._SubParsersAction, exit_codes: str) -> None:
     rec.add_argument("--timeout", type=T.number(float, 0), metavar="S", default=5.0,
                      help="seconds to wait for each stream to appear")
     rec.set_defaults(func=run_record)
-    info = sub.add_parser("info", help="what a recording holds", epilog=exit_codes)
+    info = sub.add_parser("info", help="what a recording holds", epilog=EXIT_CODES)
     info.add_argument("path", type=Path, metavar="FILE.mcap", help="a recording")
     info.set_defaults(func=run_info, parser=info)
 
@@ -69,9 +71,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    from producers.service import SignalStop
     from viewer.quiet import quiet_environment
     from viewer.recording.command import record
+    from viewer.signals import SignalStop
 
     quiet_environment()  # a video goes through OpenCV and FFmpeg, which talk on stderr
     with SignalStop.installed() as stop:

@@ -6,8 +6,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from viewer.recording.progress import for_terminal
-from viewer.recording.recorder import Recorder, Stop, Tally
+from viewer.recording.recorder import Recorder, Tally
 from viewer.recording.sinks import open_sink
+from viewer.signals import Stop
 from viewer.stream.reader import FrameReader
 
 

@@ -14,13 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from viewer.errors import BusyError
 from viewer.recording.messages import Description
 from viewer.recording.sinks import Sink
+from viewer.signals import Stop
 from viewer.stream.frames import Frame
 from viewer.stream.reader import GONE, FrameReader
 
@@ -33,10 +33,6 @@ _POLL_S = 0.1  # how often the writing loop looks at the stop flag
 # FrameReader.wait() backs off to 10 ms, longer than a 3-slot ring lasts at 200 fps.
 _LOOK_S = (0.0001, 0.001)
 _STATE_EVERY_S = 0.05  # how often a follower with nothing new asks whether its stream ended
-
-
-class Stop(Protocol):
-    def is_set(self) -> bool: ...
 
 
 @dataclass

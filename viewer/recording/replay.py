@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from producers.base import Stop
-from producers.service import SignalStop
 from viewer.errors import ShmviewError, SourceNotFoundError
 from viewer.recording.messages import Description
 from viewer.recording.reading import Recording, open_recording
+from viewer.signals import Stop, stop_flag, stop_reason
 from viewer.stream import FrameWriter
 from viewer.stream.registry import validate_name
 from viewer.view.imaging import describe
@@ -44,7 +42,7 @@ def replay(
     stopped line; returns the frames written per stream name."""
     rec = open_recording(path)
     chosen = _choose(rec, path, stream, name)
-    with _stop_flag(stop) as stopping, ExitStack() as stack:
+    with stop_flag(stop) as stopping, ExitStack() as stack:
         writers = {}
         for desc, new_name in chosen.items():
             writer = FrameWriter(new_name, desc.shape, desc.dtype, pixel_format=desc.pixel_format,
@@ -63,7 +61,7 @@ def replay(
 def _why(stop: Stop) -> str:
     if not stop.is_set():
         return "end of recording"
-    return f"signal {stop.signal}" if isinstance(stop, SignalStop) else "asked to stop"
+    return stop_reason(stop)
 
 
 def _choose(rec: Recording, path: Path, stream: str | None, name: str | None) -> dict[Description, str]:
@@ -101,15 +99,6 @@ def _play(rec: Recording, writers: dict[str, FrameWriter], loop: bool, speed: fl
             played += 1
         if not loop or not played:
             return
-
-
-@contextmanager
-def _stop_flag(stop: Stop | None) -> Iterator[Stop]:
-    if stop is not None:
-        yield stop
-    else:
-        with SignalStop.installed() as by_signal:
-            yield by_signal
 
 
 def _ready_line(name: str, desc: Description, writer: FrameWriter, slots: int) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
+from viewer.signals import Stop
 from viewer.stream.registry import live_records
 from viewer.view.imaging import finite_or_none, nonfinite_count, single_threaded_opencv
 from viewer.view.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
@@ -127,14 +129,17 @@ def run(
     out: TextIO = sys.stdout,
     until: Callable[[], bool] | None = None,
     roi: Roi | None = None,
+    stop: Stop | None = None,
 ) -> int:
     """Refresh every ``interval_s`` until ``count`` refreshes (forever if None), or until
-    ``until()`` says to stop. Returns 0, or 1 if a stream's last status was an error.
+    ``until()`` says to stop. Returns 0, or 1 if a stream's last status was an error; 0 when
+    ``stop`` is set (a stop signal: the way to end a viewer).
 
     Raises StreamNotFoundError if a stream has not appeared within ``timeout_s``, or had
     not appeared by the time ``count`` refreshes were done.
     """
     single_threaded_opencv()
+    stop = stop or threading.Event()
     monitors = [StreamMonitor(n, raw=raw, block=block) for n in names]
     by_block = block or raw is not None
     start, schedule, skipped = time.monotonic(), Schedule(interval_s), SkipCounter()
@@ -151,7 +156,8 @@ def run(
             refreshes += 1
             if refreshes == count or (until is not None and until()):
                 break
-            time.sleep(schedule.delay())
+            if stop.wait(schedule.delay()):
+                return 0
     finally:
         for m in monitors:
             m.close()

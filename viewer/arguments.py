@@ -1,5 +1,9 @@
-"""Argument types for the command line: every number and size is checked by the parser,
-so a bad one is a usage error (exit 2) before anything runs."""
+"""What every command group of the command line shares: argument types, exit codes and
+the epilog that lists them. Every number and size is checked by the parser, so a bad one is
+a usage error (exit 2) before anything runs.
+
+Here, below viewer/cli/, viewer/net/cli.py and viewer/recording/cli.py, so that each of them
+can register its commands the same way without importing another's folder."""
 
 from __future__ import annotations
 
@@ -88,3 +92,12 @@ def roi(text: str) -> tuple[int, int, int, int]:
     if x < 0 or y < 0 or w < 1 or h < 1 or max(x + w, y + h) > 2 * MAX_SIDE:
         raise argparse.ArgumentTypeError(f"roi needs x,y at least 0 and w,h at least 1 inside the frame, got {text!r}")
     return x, y, w, h
+
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+EXIT_CODES = """exit codes:
+  0  success
+  1  any other error (a corrupt block, a name already in use, no room in /dev/shm, ...)
+  2  usage error (bad arguments, invalid stream name)
+  3  stream, device, file or folder not there"""
