@@ -21,16 +21,12 @@ from typing import TextIO
 
 from producers.base import Stop
 from producers.service import SignalStop
-from viewer.errors import ShmviewError, SourceNotFoundError
+from viewer.errors import ReplayArgumentError, SourceNotFoundError
 from viewer.recording.messages import Description
 from viewer.recording.reading import Recording, open_recording
 from viewer.stream import FrameWriter
 from viewer.stream.registry import validate_name
 from viewer.view.imaging import describe
-
-
-class ReplayArgumentError(ShmviewError, ValueError):
-    """Arguments that do not fit the recording (``--name`` with several streams)."""
 
 
 def replay(
