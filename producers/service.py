@@ -19,9 +19,9 @@ from producers.convert import Conformer
 from viewer.errors import SourceError
 from viewer.stream import FrameWriter
 from viewer.stream.blocks import check_room
+from viewer.stream.frames import describe
 from viewer.stream.protocol import make_layout
 from viewer.stream.registry import validate_name
-from viewer.view.imaging import describe
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from viewer.errors import ShmviewError
 from viewer.gui.histogram_view import HistogramView
 from viewer.gui.image_view import ImageView, TextLine
+from viewer.stream.frames import describe
 from viewer.view import imaging
 from viewer.view.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
 from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
@@ -152,7 +153,7 @@ class StreamPanel(QWidget):
         previous = self.last.info if self.last else None
         if previous and s.info and (previous.shape, previous.dtype) != (s.info.shape, s.info.dtype):
             # the producer came back with another format: say so plainly
-            now, was = (imaging.describe(i.shape, i.dtype, i.pixel_format) for i in (s.info, previous))
+            now, was = (describe(i.shape, i.dtype, i.pixel_format) for i in (s.info, previous))
             self._note = f"{self.name} restarted as {now}, was {was}"  # WxH, as everywhere people read sizes
             self._update_pixel_line()
 

@@ -57,10 +57,11 @@ def _host_id(text: str) -> str:
 
 
 def _pattern(text: str) -> str:
-    from viewer.net.config import NetError, _zenoh
+    from viewer.errors import NetError
+    from viewer.net.config import zenoh_module
 
     try:
-        zenoh = _zenoh()
+        zenoh = zenoh_module()
         return str(zenoh.KeyExpr.autocanonize(text))
     except NetError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -252,7 +253,7 @@ def list_remote(args: argparse.Namespace) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    from viewer.view.imaging import size_text
+    from viewer.stream.frames import size_text
 
     table = [("HOST", "NAME", "SIZE", "CODEC", "FPS", "KEY")]
     for r in rows:

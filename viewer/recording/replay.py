@@ -25,8 +25,8 @@ from viewer.errors import ReplayArgumentError, SourceNotFoundError
 from viewer.recording.messages import Description
 from viewer.recording.reading import Recording, open_recording
 from viewer.stream import FrameWriter
+from viewer.stream.frames import describe
 from viewer.stream.registry import validate_name
-from viewer.view.imaging import describe
 
 
 def replay(

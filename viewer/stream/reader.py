@@ -29,9 +29,9 @@ from viewer.errors import (
 )
 from viewer.stream import protocol as P
 from viewer.stream.blocks import ReadOnlyBlock
-from viewer.stream.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.stream.frames import BlockViews, Closing, Frame, StreamInfo
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
-from viewer.stream.views import Mapping
+from viewer.stream.views import ReaderMapping
 
 T = TypeVar("T")
 MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this
@@ -45,7 +45,7 @@ _BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
 class _Attachment:
     """One block a reader is attached to, and what it knows of it."""
 
-    mapping: Mapping
+    mapping: ReaderMapping
     layout: P.Layout
     info: StreamInfo
     record: StreamRecord | None  # None when opened by block name
@@ -76,7 +76,7 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    mapping = Mapping(block, _Views.of(mm, lay), lay.block_size)
+    mapping = ReaderMapping(block, BlockViews.of(mm, lay), lay.block_size)
     return _Attachment(mapping, lay, info, record, _fixed_bytes(mm))
 
 
@@ -115,7 +115,7 @@ def _wait_for_stream(name: str, timeout: float) -> None:
         time.sleep(min(_BACKOFF_S[1] * 4, max(0.0, deadline - time.monotonic())))
 
 
-class FrameReader(_Closing):
+class FrameReader(Closing):
     """Reads the newest complete frame of a stream, read-only, never torn.
 
     ``FrameReader(name)`` looks ``name`` up in the user's stream registry, and nothing
@@ -242,14 +242,14 @@ class FrameReader(_Closing):
             return result
         raise self._busy()
 
-    def _stable_slot(self, v: _Views, index: int | None = None) -> tuple[int | None, int]:
+    def _stable_slot(self, v: BlockViews, index: int | None = None) -> tuple[int | None, int]:
         for _ in range(MAX_READ_ATTEMPTS):
             slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
             if slot is None or slot >= 0:
                 return slot, seq
         raise self._busy()
 
-    def _newest_slot(self, v: _Views) -> tuple[int | None, int]:
+    def _newest_slot(self, v: BlockViews) -> tuple[int | None, int]:
         """(slot, seq) of the newest published frame, checked before any copy: slot None
         before the first frame, -1 while the slot is being written or does not hold that
         frame (then no copy is worth making). The order of the loads is the protocol's."""
@@ -261,7 +261,7 @@ class FrameReader(_Closing):
         seq = int(words[0])
         return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
 
-    def _slot_of(self, v: _Views, k: int) -> tuple[int | None, int]:
+    def _slot_of(self, v: BlockViews, k: int) -> tuple[int | None, int]:
         """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
         yet or its slot has moved on to a later frame; -1 while that slot is being written."""
         n = int(v.published[0])
@@ -274,13 +274,13 @@ class FrameReader(_Closing):
         return (None, 0) if seq & 1 or int(words[1]) != k else (slot, seq)
 
     @staticmethod
-    def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
+    def _still(v: BlockViews, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
         words = v.words[slot]
         index, stamp = int(words[1]), int(words[2])
         return (index, stamp) if int(words[0]) == seq and index != P.NO_FRAME else None
 
-    def _payload(self, v: _Views, slot: int) -> bytes | None:
+    def _payload(self, v: BlockViews, slot: int) -> bytes | None:
         """A copy of the slot's metadata bytes (b"" for none); None if its length is out of
         range, which a consistent slot only has when its writer breaks the protocol."""
         if not v.meta_len:
@@ -467,7 +467,7 @@ class FrameReader(_Closing):
         self._att.mapping.close()
 
 
-class RawReader(_Closing):
+class RawReader(Closing):
     """Reads a foreign block holding a bare array at offset 0 (no header, no stamps).
 
     Such a writer has no sequence counter, so a copy can be torn while it writes.
@@ -497,7 +497,7 @@ class RawReader(_Closing):
             )
         self.layout = lay
         pixels = np.frombuffer(block.mm, lay.dtype, math.prod(lay.shape)).reshape(lay.shape)  # pins block.mm
-        self._map = Mapping(block, pixels, lay.frame_bytes)
+        self._map = ReaderMapping(block, pixels, lay.frame_bytes)
         self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
 
     def read(self, out: np.ndarray | None = None) -> Frame:
