@@ -92,7 +92,8 @@ def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
 def test_a_header_rewritten_under_a_running_viewer_is_an_error_it_shows():
     from pathlib import Path
 
-    from viewer.view.monitor import ERROR, LIVE, StreamMonitor
+    from viewer.stream.frames import ERROR, LIVE
+    from viewer.view.monitor import StreamMonitor
 
     with FrameWriter("rewritten", (2, 2)) as w:
         w.write(np.zeros((2, 2), np.uint8))

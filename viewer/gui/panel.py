@@ -18,9 +18,9 @@ from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from viewer.errors import ShmviewError
 from viewer.gui.histogram_view import HistogramView
 from viewer.gui.image_view import ImageView, TextLine
-from viewer.stream.frames import describe
+from viewer.stream.frames import ERROR, LIVE, STALE, WAITING, describe
 from viewer.view import imaging
-from viewer.view.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.view.monitor import RateMeter, RawSpec, Status, StreamMonitor
 from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
 from viewer.view.statistics import Roi, histogram, roi_stats, roi_text
 

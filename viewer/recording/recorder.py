@@ -21,8 +21,8 @@ import numpy as np
 from viewer.errors import BusyError
 from viewer.recording.messages import Description
 from viewer.recording.sinks import Sink
-from viewer.stream.frames import Frame
-from viewer.stream.reader import GONE, FrameReader
+from viewer.stream.frames import GONE, Frame
+from viewer.stream.reader import FrameReader
 
 log = logging.getLogger(__name__)
 

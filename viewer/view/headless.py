@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
-from viewer.stream.frames import describe
+from viewer.stream.frames import ERROR, WAITING, describe
 from viewer.stream.registry import live_records
 from viewer.view.imaging import finite_or_none, nonfinite_count, single_threaded_opencv
-from viewer.view.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
+from viewer.view.monitor import RawSpec, Status, StreamMonitor
 from viewer.view.overlay import origin
 from viewer.view.statistics import Roi, roi_dict, roi_stats, roi_text
 
