@@ -20,9 +20,10 @@ from viewer.gui.histogram_view import HistogramView
 from viewer.gui.image_view import ImageView, TextLine
 from viewer.stream.frames import ERROR, LIVE, STALE, WAITING, describe
 from viewer.view import imaging
+from viewer.view.histogram import histogram
 from viewer.view.monitor import RateMeter, RawSpec, Status, StreamMonitor
 from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, origin, parse_overlay
-from viewer.view.statistics import Roi, histogram, roi_stats, roi_text
+from viewer.view.statistics import Roi, roi_stats, roi_text
 
 if TYPE_CHECKING:
     from viewer.outfiles import OutputFolder
