@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from viewer.cli.arguments import UsageError
-from viewer.errors import ShmviewError
+from viewer.errors import ShmviewError, UsageError
 from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
 
