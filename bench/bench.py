@@ -730,7 +730,7 @@ DETECTIONS = {"detections": [{"label": "person", "score": 0.87, "box": [12 + i, 
 
 
 def histogram_cost(frame: np.ndarray, rounds: int, seconds: float) -> float:
-    from viewer.view.statistics import histogram
+    from viewer.view.histogram import histogram
 
     return per_call(functools.partial(histogram, frame, "BGR", (0, 255)), rounds, seconds)
 

@@ -11,14 +11,11 @@ from types import TracebackType
 
 import numpy as np
 
+from viewer.errors import NoFrameYet
 from viewer.signals import Stop
 from viewer.stream import FrameWriter
 
 log = logging.getLogger(__name__)
-
-
-class NoFrameYet(Exception):
-    """Raised by a live source's read() when nothing new arrived in its wait: ask again."""
 
 
 class FrameSource(ABC):

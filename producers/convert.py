@@ -62,7 +62,7 @@ class Conformer:
         return cls(h, w, "GRAY" if grey else "BGR", dtype=frame.dtype.name, **options)  # type: ignore[arg-type]
 
     def __call__(self, frame: object) -> np.ndarray:
-        frame = _to_dtype(_checked(frame, self.source), self.dtype)
+        frame = to_dtype(_checked(frame, self.source), self.dtype)
         try:
             src = layout_of(frame, self.colour_order)
         except SourceError as exc:
@@ -105,7 +105,7 @@ def _convert_colour(frame: np.ndarray, code: int) -> np.ndarray:
     return cv2.cvtColor(frame, code)
 
 
-def _to_dtype(frame: np.ndarray, dtype: str) -> np.ndarray:
+def to_dtype(frame: np.ndarray, dtype: str) -> np.ndarray:
     """A frame of another dtype than the stream's (a 16-bit PNG among 8-bit ones), in one
     convention: integer samples span their type's full range, float samples 0.0 to 1.0
     (OpenCV's and most libraries'). So 4000 in uint16 is 16 in uint8 and 0.061 in float,

@@ -13,9 +13,9 @@ from viewer.errors import SourceError
 from viewer.signals import Stop, stop_flag, stop_reason
 from viewer.stream import FrameWriter
 from viewer.stream.blocks import check_room
+from viewer.stream.frames import describe
 from viewer.stream.protocol import make_layout
 from viewer.stream.registry import validate_name
-from viewer.view.imaging import describe
 
 
 def _first_frame(source: FrameSource, stop: Stop) -> np.ndarray | None:

@@ -21,8 +21,9 @@ from collections import Counter
 
 import psutil
 
+from viewer.stream.frames import LIVE
 from viewer.testing import LitterCheck
-from viewer.view.monitor import LIVE, StreamMonitor
+from viewer.view.monitor import StreamMonitor
 
 CLI = [sys.executable, "-m", "viewer"]
 H, W, C = 240, 320, 3

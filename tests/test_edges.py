@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from producers.convert import _to_dtype
+from producers.convert import to_dtype
 from tests.helpers import cli, json_lines, producer, read_line, start, stop
 from viewer import ConfigError, FormatError, FrameReader, FrameWriter
 
@@ -37,7 +37,7 @@ def test_the_text_viewer_stops_cleanly_on_stop_signals(sig):
 def test_one_dtype_convention_for_frames_of_another_dtype(value, dtype, expected):
     source_dtype = "uint16" if value == 4000 or value == 65535 else ("uint8" if value == 255 else "float32")
     frame = np.full((2, 2), value, source_dtype)
-    converted = _to_dtype(frame, dtype)
+    converted = to_dtype(frame, dtype)
     assert converted.dtype == dtype and converted[0, 0] == pytest.approx(expected)
 
 
@@ -92,7 +92,8 @@ def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
 def test_a_header_rewritten_under_a_running_viewer_is_an_error_it_shows():
     from pathlib import Path
 
-    from viewer.view.monitor import ERROR, LIVE, StreamMonitor
+    from viewer.stream.frames import ERROR, LIVE
+    from viewer.view.monitor import StreamMonitor
 
     with FrameWriter("rewritten", (2, 2)) as w:
         w.write(np.zeros((2, 2), np.uint8))

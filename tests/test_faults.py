@@ -18,8 +18,9 @@ from tests import workers
 from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import BusyError, FrameReader, FrameWriter, ShmviewError, StreamExistsError
 from viewer.stream import protocol as P
+from viewer.stream.frames import LIVE, STALE
 from viewer.stream.registry import registry_dir
-from viewer.view.monitor import LIVE, STALE, StreamMonitor
+from viewer.view.monitor import StreamMonitor
 
 SMALL = ["--size", "64x48"]
 SPAWN = mp.get_context("spawn")

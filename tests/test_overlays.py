@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import cli, json_lines
 from viewer import FrameWriter
 from viewer.arguments import roi as parse_roi
+from viewer.view.histogram import histogram, row_step
 from viewer.view.overlay import (
     DEFAULT_COLOUR,
     MAX_CHARS,
@@ -25,7 +26,7 @@ from viewer.view.overlay import (
     overlay_summary,
     parse_overlay,
 )
-from viewer.view.statistics import clip_roi, histogram, roi_dict, roi_stats, roi_text, row_step
+from viewer.view.statistics import clip_roi, roi_dict, roi_stats, roi_text
 
 # ---- overlay shapes --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import producer, start, stop, wait_for
 from viewer import FrameReader, FrameWriter, StreamNotFoundError, StreamTimeoutError
-from viewer.stream.reader import GONE, LIVE
+from viewer.stream.frames import GONE, LIVE
 
 SMALL = ["--size", "64x48"]
 

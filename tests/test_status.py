@@ -9,8 +9,9 @@ import pytest
 from viewer.errors import ShmviewError
 from viewer.gui.panel import status_fields
 from viewer.stream import Frame, StreamInfo
+from viewer.stream.frames import ERROR, LIVE, STALE
 from viewer.view.headless import status_line
-from viewer.view.monitor import ERROR, LIVE, STALE, Status
+from viewer.view.monitor import Status
 from viewer.view.status import NO_REASON, reason, status_words
 
 H, W = 48, 64

@@ -19,8 +19,9 @@ import pytest
 from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter, ProtocolError, ShmviewError, StreamNotFoundError
 from viewer.stream import protocol as P
+from viewer.stream.frames import ERROR, LIVE, STALE
 from viewer.stream.registry import live_records, registry_dir
-from viewer.view.monitor import ERROR, LIVE, STALE, RawSpec, StreamMonitor
+from viewer.view.monitor import RawSpec, StreamMonitor
 
 SHM = Path("/dev/shm")
 NOBODY = 65534

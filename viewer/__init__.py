@@ -23,7 +23,7 @@ from viewer.errors import (
     StreamTimeoutError,
     TornFrameError,
 )
-from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, StreamInfo
+from viewer.stream import Frame, FrameReader, FrameWriter, RawReader, State, StreamInfo
 
 __version__ = "0.3.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "ShmviewError",
     "SourceError",
     "SourceNotFoundError",
+    "State",
     "StreamExistsError",
     "StreamGoneError",
     "StreamInfo",

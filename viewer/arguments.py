@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from viewer.errors import UsageError as UsageError  # defined in viewer.errors; the commands import it here
 from viewer.stream.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
-
-
-class UsageError(Exception):
-    """Bad arguments at the command line: the message is the line to print (exit code 2)."""
 
 
 def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False) -> object:

@@ -41,6 +41,14 @@ class FrameMismatchError(ShmviewError, ValueError):
     """A frame whose shape or dtype differs from the stream's."""
 
 
+class UsageError(ShmviewError):
+    """Bad arguments at the command line: the message is the line to print (exit code 2)."""
+
+
+class ReplayArgumentError(ShmviewError, ValueError):
+    """Arguments that do not fit the recording (``--name`` with several streams)."""
+
+
 class ConfigError(ShmviewError, ValueError):
     """An argument out of range for a producer or source (a pattern, a thread count)."""
 
@@ -60,6 +68,19 @@ class MetadataError(ShmviewError, ValueError):
 
 class DtypeError(FormatError, TypeError):
     """A dtype a stream cannot carry (shmview takes uint8, uint16, float32 and float64)."""
+
+
+class NoFrameYet(ShmviewError):
+    """Raised by a live source's read() when nothing new arrived in its wait: ask again.
+    Not a failure: the producer loop catches it and asks again."""
+
+    def __init__(self, message: str = "no new frame yet", /, **details: Any) -> None:
+        super().__init__(message, **details)
+
+
+class ProducerError(ShmviewError):
+    """A producer under test did not come up (it exited before its ready line, or printed
+    none in time) or did not end when asked to; the message quotes its stderr."""
 
 
 class SourceNotFoundError(ShmviewError):

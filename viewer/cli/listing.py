@@ -51,7 +51,7 @@ def list_command(args: argparse.Namespace) -> int:
         from viewer.net.cli import list_command
 
         return list_command(args)
-    from viewer.view.imaging import size_text
+    from viewer.stream.frames import size_text
 
     rows = stream_rows()
     if args.json:

@@ -1,6 +1,6 @@
 """The histogram strip under a panel's image: one curve per channel, linear or log counts,
 and for uint16 and float frames the display levels as two markers that can be dragged.
-The numbers come from viewer/view/statistics.py; this only draws them."""
+The numbers come from viewer/view/histogram.py; this only draws them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPaintEvent
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from viewer.gui.image_view import BACKGROUND
-from viewer.view.statistics import Histogram
+from viewer.view.histogram import Histogram
 
 CHANNEL_COLOUR = {"B": QColor(70, 130, 255), "G": QColor(60, 200, 60), "R": QColor(235, 60, 60),
                   "A": QColor(200, 200, 200), "I": QColor(190, 190, 190)}

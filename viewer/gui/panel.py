@@ -18,10 +18,12 @@ from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from viewer.errors import ShmviewError
 from viewer.gui.histogram_view import HistogramView
 from viewer.gui.image_view import ImageView, TextLine
+from viewer.stream.frames import ERROR, LIVE, STALE, WAITING, describe
 from viewer.view import imaging
-from viewer.view.monitor import ERROR, LIVE, STALE, WAITING, RateMeter, RawSpec, Status, StreamMonitor
+from viewer.view.histogram import histogram
+from viewer.view.monitor import RateMeter, RawSpec, Status, StreamMonitor
 from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, parse_overlay
-from viewer.view.statistics import Roi, histogram, roi_stats, roi_text
+from viewer.view.statistics import Roi, roi_stats, roi_text
 from viewer.view.status import error_reason, reason, status_words
 
 if TYPE_CHECKING:
@@ -153,7 +155,7 @@ class StreamPanel(QWidget):
         previous = self.last.info if self.last else None
         if previous and s.info and (previous.shape, previous.dtype) != (s.info.shape, s.info.dtype):
             # the producer came back with another format: say so plainly
-            now, was = (imaging.describe(i.shape, i.dtype, i.pixel_format) for i in (s.info, previous))
+            now, was = (describe(i.shape, i.dtype, i.pixel_format) for i in (s.info, previous))
             self._note = f"{self.name} restarted as {now}, was {was}"  # WxH, as everywhere people read sizes
             self._update_pixel_line()
 

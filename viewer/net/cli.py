@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from viewer.arguments import EXIT_CODES, UsageError
-from viewer.errors import ShmviewError
+from viewer.arguments import EXIT_CODES
+from viewer.errors import ShmviewError, UsageError
 from viewer.net.codec import CODECS
 from viewer.net.config import KEY_ROOT, NetOptions, check_endpoint, clean_host_id, default_host_id, open_session
 from viewer.signals import SignalStop
@@ -56,10 +56,11 @@ def _host_id(text: str) -> str:
 
 
 def _pattern(text: str) -> str:
-    from viewer.net.config import NetError, _zenoh
+    from viewer.errors import NetError
+    from viewer.net.config import zenoh_module
 
     try:
-        zenoh = _zenoh()
+        zenoh = zenoh_module()
         return str(zenoh.KeyExpr.autocanonize(text))
     except NetError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -246,7 +247,7 @@ def list_remote(args: argparse.Namespace) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    from viewer.view.imaging import size_text
+    from viewer.stream.frames import size_text
 
     table = [("HOST", "NAME", "SIZE", "CODEC", "FPS", "KEY")]
     for r in rows:

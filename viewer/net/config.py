@@ -82,7 +82,7 @@ def check_endpoint(text: str) -> str:
     return text
 
 
-def _zenoh() -> Any:
+def zenoh_module() -> Any:
     try:
         import zenoh
     except ImportError:
@@ -93,7 +93,7 @@ def _zenoh() -> Any:
 def zenoh_config(opts: NetOptions) -> Any:
     """A zenoh.Config: the user's file (if any), then the endpoints given, then shmview's
     safety defaults for whatever the file left unset."""
-    zenoh = _zenoh()
+    zenoh = zenoh_module()
 
     try:
         conf = zenoh.Config.from_file(str(opts.config_file)) if opts.config_file else zenoh.Config()
@@ -157,7 +157,7 @@ def _endpoints(conf: Any, untouched: Any, key: str, given: Sequence[str]) -> Non
 
 
 def open_session(opts: NetOptions) -> Any:
-    zenoh = _zenoh()
+    zenoh = zenoh_module()
     conf = zenoh_config(opts)
     try:
         return zenoh.open(conf)

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from viewer.net.config import KEY_ROOT, NetError, split_key
+from viewer.errors import NetError
+from viewer.net.config import KEY_ROOT, split_key
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from viewer.errors import ShmviewError, StreamNotFoundError
 from viewer.net.codec import codec_for, encode_frame
 from viewer.net.config import stream_key
 from viewer.signals import Stop
-from viewer.stream.reader import GONE, FrameReader
+from viewer.stream.frames import GONE
+from viewer.stream.reader import FrameReader
 from viewer.view.monitor import RateMeter
 
 log = logging.getLogger(__name__)

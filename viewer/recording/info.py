@@ -7,7 +7,7 @@ from pathlib import Path
 
 from viewer.recording import messages as M
 from viewer.recording.reading import open_recording
-from viewer.view.imaging import describe
+from viewer.stream.frames import describe
 
 
 @dataclass

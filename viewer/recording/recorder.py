@@ -21,8 +21,8 @@ from viewer.errors import BusyError
 from viewer.recording.messages import Description
 from viewer.recording.sinks import Sink
 from viewer.signals import Stop
-from viewer.stream.frames import Frame
-from viewer.stream.reader import GONE, FrameReader
+from viewer.stream.frames import GONE, Frame
+from viewer.stream.reader import FrameReader
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from viewer.errors import ShmviewError, SourceNotFoundError
+from viewer.errors import ReplayArgumentError, SourceNotFoundError
 from viewer.recording.messages import Description
 from viewer.recording.reading import Recording, open_recording
 from viewer.signals import Stop, stop_flag, stop_reason
 from viewer.stream import FrameWriter
+from viewer.stream.frames import describe
 from viewer.stream.registry import validate_name
-from viewer.view.imaging import describe
-
-
-class ReplayArgumentError(ShmviewError, ValueError):
-    """Arguments that do not fit the recording (``--name`` with several streams)."""
 
 
 def replay(

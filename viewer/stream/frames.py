@@ -1,10 +1,13 @@
-"""The plain values streams hand out, and the numpy views over a block's mutable words."""
+"""The plain values streams hand out (frames, what a stream carries, where it stands, the
+words for its size and format), and the numpy views over a block's mutable words."""
 
 from __future__ import annotations
 
 import math
 import mmap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -41,13 +44,44 @@ class StreamInfo:
     created_ns: int | None
 
 
-_C = TypeVar("_C", bound="_Closing")
+class State(str, Enum):
+    """Where a stream stands: the one set of words for it, a reader's and a viewer's.
+
+    A str, so it compares equal to its word and prints as it ("live"), in text and JSON.
+    A reader says LIVE, STALE or GONE; a viewer (viewer.view.monitor) shows GONE as STALE
+    and adds WAITING (not there yet) and ERROR (what went wrong is in its status).
+    """
+
+    LIVE = "live"  # frames come, or came within the stale time
+    STALE = "stale"  # its producer runs, but no new frame for a while
+    GONE = "gone"  # its producer closed the stream or died, or the name moved on
+    WAITING = "waiting"  # a viewer's: no such stream (yet)
+    ERROR = "error"  # a viewer's: the stream cannot be read
+
+    def __str__(self) -> str:  # the word on every Python: f"{state}" == "live"
+        return str(self.value)
 
 
-class _Closing:
+LIVE, STALE, GONE, WAITING, ERROR = State  # the members as module constants, like re's flags
+
+
+def size_text(shape: Sequence[int]) -> str:
+    """A frame's size as people write it: WIDTHxHEIGHT ("640x480"), whatever the channels."""
+    return f"{shape[1]}x{shape[0]}"
+
+
+def describe(shape: Sequence[int], dtype: str, pixel_format: str) -> str:
+    """'640x480 BGR uint8': the one way sizes and formats are shown in text."""
+    return f"{size_text(shape)} {pixel_format} {dtype}"
+
+
+C = TypeVar("C", bound="Closing")
+
+
+class Closing:
     """close() on leaving a with block."""
 
-    def __enter__(self: _C) -> _C:
+    def __enter__(self: C) -> C:
         return self
 
     def __exit__(
@@ -60,7 +94,7 @@ class _Closing:
 
 
 @dataclass
-class _Views:
+class BlockViews:
     """numpy views of one block's mutable words and slots.
 
     Each is made with ``np.frombuffer(mm)``, so each keeps the block mapped for as long as
@@ -75,7 +109,7 @@ class _Views:
     meta: list[np.ndarray]  # per slot: the metadata capacity, uint8 (empty lists without)
 
     @classmethod
-    def of(cls, mm: mmap.mmap, lay: P.Layout) -> _Views:
+    def of(cls, mm: mmap.mmap, lay: P.Layout) -> BlockViews:
         def at(offset: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
             return np.frombuffer(mm, dtype, math.prod(shape), offset).reshape(shape)
 

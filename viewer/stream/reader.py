@@ -1,5 +1,5 @@
-"""FrameReader and RawReader: read-only, tear-free (or, for raw blocks, best-effort)
-access to the newest frame of a stream, from any number of processes.
+"""FrameReader: read-only, tear-free access to the newest frame of a stream, from any
+number of processes (RawReader, for a bare array, is viewer/stream/raw.py's).
 
 The read procedure is in viewer/stream/protocol.py (docs/PROTOCOL.md).
 """
@@ -29,14 +29,13 @@ from viewer.errors import (
 )
 from viewer.stream import protocol as P
 from viewer.stream.blocks import ReadOnlyBlock
-from viewer.stream.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.stream.frames import GONE, LIVE, STALE, BlockViews, Closing, Frame, State, StreamInfo
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
-from viewer.stream.views import Mapping
+from viewer.stream.views import ReaderMapping
 
 T = TypeVar("T")
 MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this
-LIVE, STALE, GONE = "live", "stale", "gone"
-STALE_AFTER_S = 2.0  # no new frame for this long: stale
+STALE_AFTER_S = 2.0  # no new frame for this long: stale (the default)
 CHECK_EVERY_S = 0.05  # how often wait() and a following read() look for a restart
 _BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
 
@@ -45,7 +44,7 @@ _BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
 class _Attachment:
     """One block a reader is attached to, and what it knows of it."""
 
-    mapping: Mapping
+    mapping: ReaderMapping
     layout: P.Layout
     info: StreamInfo
     record: StreamRecord | None  # None when opened by block name
@@ -76,7 +75,7 @@ def _attach(name: str, block_name: str | None) -> _Attachment:
     info = StreamInfo(
         block.name, lay.shape, lay.dtype.name, lay.pixel_format, lay.slot_count, head.producer_pid, head.created_ns
     )
-    mapping = Mapping(block, _Views.of(mm, lay), lay.block_size)
+    mapping = ReaderMapping(block, BlockViews.of(mm, lay), lay.block_size)
     return _Attachment(mapping, lay, info, record, _fixed_bytes(mm))
 
 
@@ -115,7 +114,7 @@ def _wait_for_stream(name: str, timeout: float) -> None:
         time.sleep(min(_BACKOFF_S[1] * 4, max(0.0, deadline - time.monotonic())))
 
 
-class FrameReader(_Closing):
+class FrameReader(Closing):
     """Reads the newest complete frame of a stream, read-only, never torn.
 
     ``FrameReader(name)`` looks ``name`` up in the user's stream registry, and nothing
@@ -125,19 +124,26 @@ class FrameReader(_Closing):
     ``timeout`` waits that long for the stream to appear. ``follow=True`` re-attaches by
     itself when the stream's producer restarts (a new block behind the name); without it
     the reader stays on its block and ``state`` says ``gone`` once the producer ended.
+    ``stale_after_s``: how long without a new frame before ``state`` says ``stale``.
     Each attached block holds one file descriptor and one mapping; arrays from view() and
     apply() keep the mapping until they are gone, even past close().
     """
 
     def __init__(
-        self, name: str, *, follow: bool = False, timeout: float | None = None, _block: str | None = None
+        self, name: str, *, follow: bool = False, timeout: float | None = None,
+        stale_after_s: float = STALE_AFTER_S,
     ) -> None:
-        self.name = name
-        self.follow = follow and _block is None
-        self.skipped = 0  # frames frames() could not keep up with
-        if timeout is not None and _block is None:
+        if timeout is not None:
             _wait_for_stream(name, timeout)
-        self._use(_attach(name, _block))
+        self._start(name, _attach(name, None), follow=follow, stale_after_s=stale_after_s)
+
+    def _start(self, name: str, att: _Attachment, *, follow: bool, stale_after_s: float) -> None:
+        self.name = name
+        self.follow = follow
+        self.stale_after_s = stale_after_s
+        self.skipped = 0  # frames frames() could not keep up with
+        self.generation = -1  # bumps on every attach: 0 for the first block
+        self._use(att)
 
     @classmethod
     def open(cls, name: str, timeout: float = 5.0, **options: Any) -> FrameReader:
@@ -145,15 +151,18 @@ class FrameReader(_Closing):
         return cls(name, timeout=timeout, **options)
 
     @classmethod
-    def from_block(cls, block: str) -> FrameReader:
+    def from_block(cls, block: str, *, stale_after_s: float = STALE_AFTER_S) -> FrameReader:
         """A reader of the shmview block named ``block`` (``psm_...``), which must be a
-        regular file in /dev/shm owned by the current user."""
-        return cls(block, _block=block)
+        regular file in /dev/shm owned by the current user. It does not follow by itself;
+        reattach() moves it to a new block created under the same name."""
+        reader = cls.__new__(cls)
+        reader._start(block, _attach(block, block), follow=False, stale_after_s=stale_after_s)
+        return reader
 
     def _use(self, att: _Attachment) -> None:
         self._att = att
         self.layout, self.info, self.record = att.layout, att.info, att.record
-        self.generation = getattr(self, "generation", -1) + 1  # bumps on every re-attach
+        self.generation += 1
         self._stamp = record_stamp(self.name) if att.record is not None else None
         self._next_check = self._next_gone_check = time.monotonic() + CHECK_EVERY_S
         self._last_written, self._last_change = -1, time.monotonic()
@@ -242,14 +251,14 @@ class FrameReader(_Closing):
             return result
         raise self._busy()
 
-    def _stable_slot(self, v: _Views, index: int | None = None) -> tuple[int | None, int]:
+    def _stable_slot(self, v: BlockViews, index: int | None = None) -> tuple[int | None, int]:
         for _ in range(MAX_READ_ATTEMPTS):
             slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
             if slot is None or slot >= 0:
                 return slot, seq
         raise self._busy()
 
-    def _newest_slot(self, v: _Views) -> tuple[int | None, int]:
+    def _newest_slot(self, v: BlockViews) -> tuple[int | None, int]:
         """(slot, seq) of the newest published frame, checked before any copy: slot None
         before the first frame, -1 while the slot is being written or does not hold that
         frame (then no copy is worth making). The order of the loads is the protocol's."""
@@ -261,7 +270,7 @@ class FrameReader(_Closing):
         seq = int(words[0])
         return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
 
-    def _slot_of(self, v: _Views, k: int) -> tuple[int | None, int]:
+    def _slot_of(self, v: BlockViews, k: int) -> tuple[int | None, int]:
         """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
         yet or its slot has moved on to a later frame; -1 while that slot is being written."""
         n = int(v.published[0])
@@ -274,13 +283,13 @@ class FrameReader(_Closing):
         return (None, 0) if seq & 1 or int(words[1]) != k else (slot, seq)
 
     @staticmethod
-    def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
+    def _still(v: BlockViews, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
         words = v.words[slot]
         index, stamp = int(words[1]), int(words[2])
         return (index, stamp) if int(words[0]) == seq and index != P.NO_FRAME else None
 
-    def _payload(self, v: _Views, slot: int) -> bytes | None:
+    def _payload(self, v: BlockViews, slot: int) -> bytes | None:
         """A copy of the slot's metadata bytes (b"" for none); None if its length is out of
         range, which a consistent slot only has when its writer breaks the protocol."""
         if not v.meta_len:
@@ -385,24 +394,27 @@ class FrameReader(_Closing):
     # -- where the stream stands ---------------------------------------------------------
 
     @property
-    def state(self) -> str:
-        """``live``, ``stale`` (its producer runs, but no new frame for 2 s) or ``gone``
-        (the producer closed the stream or died; for a reader that does not follow, also
-        when the name now belongs to a restarted producer)."""
+    def state(self) -> State:
+        """``live``, ``stale`` (its producer runs, but no new frame for ``stale_after_s``)
+        or ``gone`` (the producer closed the stream or died; for a reader that does not
+        follow, also when the name now belongs to a restarted producer)."""
         if self.follow:
             self._follow(now=True)
         return self._state()
 
-    def _state(self) -> str:
+    def _state(self) -> State:
         _, v = self._att.mapping.held(self.name)
-        closed, written = int(v.state[0]) == P.STATE_CLOSED, int(v.published[0])
-        gone = closed or not self.producer_alive() or (self.record is not None and self.replaced())
-        now = time.monotonic()
-        if written != self._last_written:
-            self._last_written, self._last_change = written, now
-        if gone:
+        if int(v.state[0]) == P.STATE_CLOSED:
             return GONE
-        return STALE if now - self._last_change > STALE_AFTER_S else LIVE
+        written, now = int(v.published[0]), time.monotonic()
+        if written != self._last_written:
+            looked_before = self._last_written >= 0
+            self._last_written, self._last_change = written, now
+            if looked_before:
+                return LIVE  # a frame came since the last look: no need to ask the kernel
+        if not self.producer_alive() or (self.record is not None and self._moved()):
+            return GONE
+        return STALE if now - self._last_change > self.stale_after_s else LIVE
 
     def producer_alive(self) -> bool:
         """The kernel's word: the stream's record is still locked by its producer (for a
@@ -433,25 +445,45 @@ class FrameReader(_Closing):
         rec = read_record(self.name)
         return rec is None or (rec.block, rec.created_ns) != (self.record.block, self.record.created_ns)
 
-    def _follow(self, now: bool = False) -> None:
-        """For a following reader: re-attach if the name points to a new live block.
-        Looks at most every CHECK_EVERY_S, and reads the record only when its file changed."""
-        t = time.monotonic()
-        if not self.follow or (t < self._next_check and not now) or self._att.mapping.closed:
-            return
-        self._next_check = t + CHECK_EVERY_S
-        stamp = record_stamp(self.name)
-        if stamp == self._stamp or not self.replaced():
-            return
+    def reattach(self) -> bool:
+        """The one stream follower: if the stream now lives in another block (its producer
+        restarted; for a reader opened by block name, a new block under that name), attach
+        to that one and return True (``generation`` counts the attaches). False while it
+        stays, or points to nothing live yet. A following reader calls it as it reads (at
+        most every CHECK_EVERY_S); a viewer calls it when it chooses."""
+        if self._att.mapping.closed or not self._moved():
+            return False
         try:
-            att = _attach(self.name, None)
+            att = _attach(self.name, None if self.record is not None else self.name)
         except StreamNotFoundError:
-            return  # the producer is gone and not back yet
+            return False  # the producer is gone and not back yet
         old = self._att.mapping
         self._use(att)
         if old.closed:  # closed meanwhile (another thread, a signal handler): stay closed
             att.mapping.close()
         old.close()
+        return True
+
+    def _moved(self) -> bool:
+        """replaced(), for a stream name read from the registry only when its record file
+        changed: one stat() otherwise."""
+        if self.record is None:
+            return self.replaced()
+        stamp = record_stamp(self.name)
+        if stamp is not None and stamp == self._stamp:
+            return False
+        moved = self.replaced()
+        if not moved:
+            self._stamp = stamp
+        return moved
+
+    def _follow(self, now: bool = False) -> None:
+        """For a following reader: reattach(), looking at most every CHECK_EVERY_S."""
+        t = time.monotonic()
+        if not self.follow or (t < self._next_check and not now):
+            return
+        self._next_check = t + CHECK_EVERY_S
+        self.reattach()
 
     def _block(self) -> ReadOnlyBlock:
         """The attached block, after the checks every access makes (closed, shrunk)."""
@@ -465,50 +497,3 @@ class FrameReader(_Closing):
         (the block is unmapped when the last one is gone), and every later use raises
         ShmviewError."""
         self._att.mapping.close()
-
-
-class RawReader(_Closing):
-    """Reads a foreign block holding a bare array at offset 0 (no header, no stamps).
-
-    Such a writer has no sequence counter, so a copy can be torn while it writes.
-    The block must still be a regular file in /dev/shm owned by the current user.
-    """
-
-    def __init__(
-        self, name: str, shape: tuple[int, ...], dtype: object, pixel_format: str | None = None
-    ) -> None:
-        self.name = name
-        lay = P.make_layout(shape, dtype, pixel_format, 1)
-        block = ReadOnlyBlock(name)
-        assert block.mm is not None
-        if P.created_ns_of(block.mm[: P.STATE_OFFSET]) is not None:
-            block.close()
-            raise ProtocolError(
-                f"block {name!r} is a shmview stream's block, not a bare array: view it with --block "
-                "(FrameReader.from_block), not --raw-shape",
-                name=name,
-            )
-        if lay.frame_bytes > block.size:
-            block.close()
-            raise ProtocolError(
-                f"block {name!r} holds {block.size:,} bytes; shape {lay.shape} "
-                f"{lay.dtype.name} needs {lay.frame_bytes:,}",
-                name=name,
-            )
-        self.layout = lay
-        pixels = np.frombuffer(block.mm, lay.dtype, math.prod(lay.shape)).reshape(lay.shape)  # pins block.mm
-        self._map = Mapping(block, pixels, lay.frame_bytes)
-        self.info = StreamInfo(block.name, lay.shape, lay.dtype.name, lay.pixel_format, 0, None, None)
-
-    def read(self, out: np.ndarray | None = None) -> Frame:
-        image = np.empty(self.layout.shape, self.layout.dtype) if out is None else out
-        np.copyto(image, self._map.held(self.name)[1])
-        return Frame(image, None, None)
-
-    def replaced(self) -> bool:
-        """Whether the block was unlinked, or another block now has its name."""
-        self._map.held(self.name)
-        return self._map.block.unlinked()
-
-    def close(self) -> None:
-        self._map.close()

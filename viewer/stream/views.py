@@ -4,7 +4,7 @@ Every array over a block is made with ``np.frombuffer(mm)``, which pins the mapp
 (viewer.stream.blocks.release). close() only drops this object's references: a read running in
 another thread, or one a signal handler interrupted to close, goes on over memory that
 stays mapped, and an array a caller kept (from view() or apply()) stays valid until it is
-gone. The next use of a closed Mapping raises ShmviewError.
+gone. The next use of a closed ReaderMapping raises ShmviewError.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from viewer.stream.blocks import ReadOnlyBlock
 V = TypeVar("V")
 
 
-class Mapping(Generic[V]):
+class ReaderMapping(Generic[V]):
     """A reader's mapping and the views over it (anything holding frombuffer arrays of
     ``block.mm``). ``needed``: the bytes every access may touch, checked before each."""
 

@@ -20,7 +20,7 @@ import orjson
 from viewer.errors import FormatError, FrameMismatchError, MetadataError, ShmviewError
 from viewer.stream import protocol as P
 from viewer.stream.blocks import OwnedBlock, forget_block
-from viewer.stream.frames import _Closing, _Views
+from viewer.stream.frames import BlockViews, Closing
 from viewer.stream.registry import Claim, reap, validate_name
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _close_open_writers() -> None:
         writer.close()
 
 
-class FrameWriter(_Closing):
+class FrameWriter(Closing):
     """Owns a stream: one block with a header and ``slots`` frame slots.
 
     >>> with FrameWriter("cam0", (480, 640, 3)) as w:   # doctest: +SKIP
@@ -76,7 +76,7 @@ class FrameWriter(_Closing):
         # Either byte order: copying into the block swaps it. (dtype.name costs 5 us a call.)
         self._dtypes = (self.layout.dtype, self.layout.dtype.newbyteorder())
         self._loaned = False
-        self._v: _Views | None = None  # None once closed: the one thing every use checks
+        self._v: BlockViews | None = None  # None once closed: the one thing every use checks
         self._block: OwnedBlock | None = None
         self._claim = Claim(name)
         try:
@@ -86,7 +86,7 @@ class FrameWriter(_Closing):
             assert mm is not None
             mm[: P.STATE_OFFSET] = P.pack_header(self.layout, os.getpid(), created_ns)
             mm[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
-            self._v = _Views.of(mm, self.layout)
+            self._v = BlockViews.of(mm, self.layout)
             self._v.state[0] = P.STATE_LIVE
             self._claim.publish(self._block.name, created_ns)
         except BaseException:
@@ -165,7 +165,7 @@ class FrameWriter(_Closing):
             )
         return payload
 
-    def _begin(self) -> tuple[_Views, int, int]:
+    def _begin(self) -> tuple[BlockViews, int, int]:
         """Mark the next slot busy (odd seq); return (views, index, slot). The caller works
         through these views only: a close() meanwhile (another thread, a signal handler)
         then cannot pull the mapping from under it."""
@@ -186,7 +186,7 @@ class FrameWriter(_Closing):
             raise FormatError(f"timestamp_ns must be an integer from 0 to 2**63 - 1, got {timestamp_ns!r}")
         return int(timestamp_ns)
 
-    def _publish(self, v: _Views, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
+    def _publish(self, v: BlockViews, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
         if v.meta_len:  # a stream with room for metadata: this frame's, or none
             if payload:
                 memoryview(v.meta[slot])[: len(payload)] = payload  # 4x cheaper than via numpy
@@ -198,7 +198,7 @@ class FrameWriter(_Closing):
         v.published[0] = k + 1  # only now may readers pick this slot
         self.frames_written = k + 1
 
-    def _discard(self, v: _Views, k: int, slot: int) -> None:
+    def _discard(self, v: BlockViews, k: int, slot: int) -> None:
         """Leave a half-filled slot so no reader takes it: its index says no frame, its seq
         goes back to the even value it had. frames_written stays, so index k is reused."""
         meta = v.words[slot]
@@ -228,7 +228,7 @@ class Loan:
         self.meta = meta  # may be set inside the block, once the pixels say what it is
         self.index: int | None = None  # the published frame's index, once the block ended well
         self._pixels: np.ndarray | None = None
-        self._v: _Views | None = None  # the writer's views while the block runs
+        self._v: BlockViews | None = None  # the writer's views while the block runs
 
     def __enter__(self) -> np.ndarray:
         w = self._writer

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from viewer.errors import ShmviewError
+from viewer.errors import ProducerError
 from viewer.testing.litter import (
     SHM_DIR,
     Leftovers,
@@ -78,11 +78,6 @@ from producers import serve
 module, _, attr = target.partition(":")
 serve(getattr(importlib.import_module(module), attr)(*args), name)
 """
-
-
-class ProducerError(ShmviewError):
-    """A producer under test did not come up (it exited before its ready line, or printed
-    none in time) or did not end when asked to; the message quotes its stderr."""
 
 
 def unique_name(prefix: str = "t") -> str:

@@ -11,9 +11,10 @@ from typing import TextIO
 
 from viewer.errors import StreamNotFoundError
 from viewer.signals import Stop
+from viewer.stream.frames import ERROR, WAITING
 from viewer.stream.registry import live_records
 from viewer.view.imaging import finite_or_none, nonfinite_count, single_threaded_opencv
-from viewer.view.monitor import ERROR, WAITING, RawSpec, Status, StreamMonitor
+from viewer.view.monitor import RawSpec, Status, StreamMonitor
 from viewer.view.statistics import Roi, roi_dict, roi_stats, roi_text
 from viewer.view.status import status_words
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -104,17 +103,7 @@ def snapshot_array(image: np.ndarray, pixel_format: str) -> np.ndarray:
     return image
 
 
-# Numbers and sizes for people and for strict JSON (added for the command line).
-
-
-def size_text(shape: Sequence[int]) -> str:
-    """A frame's size as people write it: WIDTHxHEIGHT ("640x480"), whatever the channels."""
-    return f"{shape[1]}x{shape[0]}"
-
-
-def describe(shape: Sequence[int], dtype: str, pixel_format: str) -> str:
-    """'640x480 BGR uint8': the one way sizes and formats are shown in text."""
-    return f"{size_text(shape)} {pixel_format} {dtype}"
+# Numbers for people and for strict JSON (sizes and formats: viewer.stream.frames.describe).
 
 
 def nonfinite_count(image: np.ndarray) -> int | None:

@@ -1,5 +1,9 @@
 """Following one stream over time: attach when it appears, say whether it is healthy,
 re-attach when its producer comes back. The headless viewer and the window share this.
+
+The following and the state are the reader's (FrameReader.reattach(), .state); the monitor
+chooses when to ask, shows GONE as STALE (the last frame stays on screen), adds WAITING
+and ERROR, and reaps what a killed producer left behind.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import numpy as np
 
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
-from viewer.stream.reader import LIVE, STALE, STALE_AFTER_S
-from viewer.stream.registry import reap, record_path, record_stamp
+from viewer.stream.frames import ERROR, GONE, STALE, WAITING, State
+from viewer.stream.reader import STALE_AFTER_S
+from viewer.stream.registry import reap, record_path
 from viewer.view.imaging import pixel_sum
 
 log = logging.getLogger(__name__)
 
-WAITING, ERROR = "waiting", "error"  # besides the readers' LIVE and STALE
 FPS_WINDOW_S = 1.0
 REAP_AFTER_S = 1.0  # a dead producer's manager cleans up within milliseconds; then we do
 RECHECK_S = 1.0  # how often a stream that keeps delivering is checked for a restart
@@ -59,7 +63,7 @@ class Status:
     """One look at a stream. ``frame`` is the newest frame seen, kept while stale."""
 
     stream: str
-    state: str
+    state: State  # LIVE, STALE, WAITING or ERROR: a viewer shows GONE as STALE
     info: StreamInfo | None = None
     frame: Frame | None = None
     new: bool = False  # frame arrived since the previous poll
@@ -107,7 +111,6 @@ class StreamMonitor:
         self._last_look = 0.0  # when the registry was last asked whether the stream moved
         self._dead_since: float | None = None
         self._rate = RateMeter()
-        self._stamp: tuple[int, int] | None = None  # of the registry record last followed
         self._spare = np.empty(0)  # the buffer the next frame is copied into
 
     def poll(self) -> Status:
@@ -125,7 +128,7 @@ class StreamMonitor:
         if reader is None:
             return Status(self.name, WAITING)
         new = self._take_new_frame(reader, now)
-        state = self._state(reader, now, new)
+        state = self._state(reader, now)
         fps = self._rate.add(now, self._seen) if isinstance(reader, FrameReader) else None
         return Status(
             self.name, state, reader.info, self._frame, new, self._sum,
@@ -135,46 +138,39 @@ class StreamMonitor:
     def _open(self) -> Reader:
         if self.raw:
             return RawReader(self.name, self.raw.shape, self.raw.dtype, self.raw.pixel_format)
-        return FrameReader.from_block(self.name) if self.by_block else FrameReader(self.name)
+        if self.by_block:
+            return FrameReader.from_block(self.name, stale_after_s=self.stale_after_s)
+        return FrameReader(self.name, stale_after_s=self.stale_after_s)
 
     def _follow(self, now: float) -> None:
-        """Attach if not attached, or re-attach if the stream now lives in another block.
+        """Attach if not attached, or let the reader re-attach if the stream now lives in
+        another block.
 
         While frames keep coming from the block we have, its producer has not been
         replaced (only one producer holds a name): then the registry is asked at most once
         a second, which is a third of an idle viewer's polling cost otherwise."""
-        if self._reader is not None:
-            fresh = self._last_new > self._last_look and now - self._last_look < RECHECK_S
-            if fresh and not self.by_block:  # a block's own identity check costs two stats: always
-                return
-            if not self._moved():
-                self._last_look = now
-                return
-        try:
-            reader = self._open()
-        except StreamNotFoundError:
-            return  # not there (yet, or any more): keep what we had, if anything
-        self.close()
-        self._reader, self._seen, self._last_new, self._dead_since = reader, 0, now, None
+        reader = self._reader
+        if reader is None:
+            try:
+                self._reader = self._open()
+            except StreamNotFoundError:
+                return  # not there (yet): keep waiting
+            self._attached(now)
+            return
+        fresh = self._last_new > self._last_look and now - self._last_look < RECHECK_S
+        if fresh and not self.by_block:  # a block's own identity check costs two stats: always
+            return
+        if reader.reattach():
+            self._attached(now)
         self._last_look = now
+
+    def _attached(self, now: float) -> None:
+        """Start afresh on the block the reader is now attached to."""
+        assert self._reader is not None
+        self._seen, self._last_new, self._last_look, self._dead_since = 0, now, now, None
         self._frame = self._sum = self._latency_ms = None
         self._rate.clear()
-        self._spare = np.empty(reader.layout.shape, reader.layout.dtype)
-
-    def _moved(self) -> bool:
-        """Whether the stream now lives in another block (its producer restarted), judged
-        by identity (inode, creation stamp), never by name. For a stream name, the record
-        is read again only when its file changed: one stat() per poll otherwise."""
-        assert self._reader is not None
-        if self.by_block:
-            return self._reader.replaced()
-        stamp = record_stamp(self.name)
-        if stamp is not None and stamp == self._stamp:
-            return False
-        moved = self._reader.replaced()
-        if not moved:
-            self._stamp = stamp
-        return moved
+        self._spare = np.empty(self._reader.layout.shape, self._reader.layout.dtype)
 
     def _take_new_frame(self, reader: Reader, now: float) -> bool:
         """Copy a new frame, if there is one, into the spare buffer, never over the current
@@ -201,31 +197,22 @@ class StreamMonitor:
         self._last_new = now
         return True
 
-    def _state(self, reader: Reader, now: float, new: bool) -> str:
-        if isinstance(reader, RawReader):
-            return STALE if reader.replaced() else LIVE
-        if reader.closed_by_producer:
-            return STALE
-        if new:
-            return LIVE  # a frame just came: no need to ask whether its producer lives
-        if self._producer_gone(reader, now):
-            return STALE
-        return STALE if now - self._last_new > self.stale_after_s else LIVE
-
-    def _producer_gone(self, reader: FrameReader, now: float) -> bool:
-        """By the record's lock (the kernel's word), or for a block opened by name, by the
-        block being unlinked. A dead producer's record left behind (its whole process
-        group was killed) is reaped after a grace period its manager would have used."""
-        if reader.producer_alive():
+    def _state(self, reader: Reader, now: float) -> State:
+        state = reader.state
+        if state is not GONE:
             self._dead_since = None
-            return False
-        if self.by_block:
-            return True
+            return state
+        if isinstance(reader, FrameReader) and not self.by_block and not reader.closed_by_producer:
+            self._reap_later(now)
+        return STALE  # shown as stale: the last frame stays, and the stream may come back
+
+    def _reap_later(self, now: float) -> None:
+        """A dead producer's record left behind (its whole process group was killed) is
+        reaped after a grace period its manager would have used."""
         if self._dead_since is None:
             self._dead_since = now
         elif now - self._dead_since > REAP_AFTER_S:
             reap(record_path(self.name))
-        return True
 
     def close(self) -> None:
         if self._reader is not None:

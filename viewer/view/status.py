@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from viewer.errors import ShmviewError
-from viewer.view.imaging import describe, nonfinite_count
-from viewer.view.monitor import ERROR, Status
+from viewer.stream.frames import ERROR, describe
+from viewer.view.imaging import nonfinite_count
+from viewer.view.monitor import Status
 from viewer.view.overlay import origin
 
 NO_REASON = "unknown error"  # an error state that came without one
