@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("viewer", "producers")
 OURS = PACKAGES
@@ -155,9 +153,6 @@ def test_view_imports_no_gui_cli_testing_recording_or_net():
 # ---- who wires producers in ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="issue 19, the signals part: viewer/recording (replay, its command) "
-                                        "imports Stop and SignalStop from producers until they live in "
-                                        "viewer/signals.py; the lead removes this mark at merge")
 def test_only_cli_and_testing_import_producers():
     bad = violations(("viewer",), ("producers",), exempt=("viewer.cli", "viewer.testing"))
     assert not bad, "\n".join(bad)
@@ -270,9 +265,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
-@pytest.mark.xfail(strict=False, reason="issue 19, the cli part: viewer/recording's commands import the "
-                                        "command line's argument types (viewer.cli) which imports them back; "
-                                        "the lead removes this mark at merge")
 def test_no_cycles_between_folders():
     found = cycles(folder_graph())
     assert not found, "\n".join(" -> ".join(c) for c in found)
