@@ -32,7 +32,7 @@ class SyntheticSource(FrameSource):
         if channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {channels}")
         self.pattern = pattern
-        self.shape = (height, width) if channels == 1 else (height, width, 3)
+        self.shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, 3)
         self.index = 0
         self._rng = np.random.default_rng(0)
         self._draw = getattr(self, f"_{pattern}")

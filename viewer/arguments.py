@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 from viewer.errors import UsageError as UsageError  # defined in viewer.errors; the commands import it here
 from viewer.stream.protocol import MAX_CHANNELS, MAX_SIDE, MAX_SLOTS
 
 
-def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False) -> object:
+def number(
+    kind: Callable[[str], float], low: float | None = None, high: float | None = None, *, above: bool = False
+) -> Callable[[str], float]:
     """An argparse type: a finite number of ``kind`` in [low, high] (above: > low)."""
 
-    def parse(text: str) -> object:
+    def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
@@ -40,9 +43,9 @@ _ANY_RATE = number(float, 0)
 def FPS(text: str) -> float:
     """0 (as fast as possible), or at least one frame every 1,000 s."""
     value = _ANY_RATE(text)
-    if 0 < value < 0.001:  # type: ignore[operator]
+    if 0 < value < 0.001:
         raise argparse.ArgumentTypeError(f"must be 0 (as fast as possible) or at least 0.001, got {text}")
-    return value  # type: ignore[return-value]
+    return value
 
 SLOTS = number(int, 1, MAX_SLOTS)
 POSITIVE = number(int, 0, above=True)

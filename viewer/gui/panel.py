@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _QFORMAT = {imaging.RGB32: QImage.Format.Format_RGB32, imaging.GRAY8: QImage.Format.Format_Grayscale8}
 _UNSET = object()  # no frame shown yet: whatever the first frame's metadata, show it
-_STATE_COLOUR = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
+_STATE_COLOUR: dict[str, str] = {LIVE: "#2e7d32", STALE: "#c62828", WAITING: "#8d6e00", ERROR: "#ad1457"}
 
 
 class StreamPanel(QWidget):
@@ -193,7 +193,7 @@ class StreamPanel(QWidget):
         h, w = pixels.shape[:2]
         # no copy: QImage wraps the buffer (its stubs want bytes, PyQt6 takes any buffer)
         qimage = QImage(pixels.data, w, h, pixels.strides[0], _QFORMAT[fmt])  # type: ignore[call-overload]
-        qimage.ndarray = pixels  # type: ignore[attr-defined]  # keep the pixels alive with it
+        qimage.ndarray = pixels  # keep the pixels alive with it
         self.on_screen = s
         self.view.set_image(qimage)
         self._show_meta(s.frame.meta)

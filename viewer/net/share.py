@@ -43,7 +43,8 @@ class StreamShare:
         self.session, self.name, self.key = session, name, stream_key(host_id, name)
         self.wanted, self.quality, self.explicit, self.report = codec, quality, explicit, report
         self.min_gap_s = 1.0 / max_fps if max_fps else 0.0
-        self.sent, self.fps, self.codec, self.shape = 0, 0.0, codec, None
+        self.sent, self.fps, self.codec = 0, 0.0, codec
+        self.shape: tuple[int, ...] | None = None
         self._rate, self._token, self._queryable = RateMeter(), None, None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"share-{name}", daemon=True)

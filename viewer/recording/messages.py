@@ -149,7 +149,7 @@ def _stamp(ns: int | None) -> Any:
 _DEFAULT_COLOUR = "#00ff00"
 
 
-def annotations(meta: dict[str, Any] | None, timestamp_ns: int | None) -> Any | None:
+def image_annotations(meta: dict[str, Any] | None, timestamp_ns: int | None) -> Any | None:
     """The ``overlay`` shapes of a frame's metadata as foxglove.ImageAnnotations, or None
     when there are none. Shapes that are not understood are left out (and logged)."""
     shapes = (meta or {}).get("overlay")

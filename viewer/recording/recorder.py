@@ -125,6 +125,7 @@ class _Follower(threading.Thread):
                     delay = min(delay * 2, _LOOK_S[1])
                 continue
             self.gone, delay = False, _LOOK_S[0]
+            assert frame.index is not None  # a stream's frames always carry their index
             if last >= 0:
                 self.tally.missed += frame.index - last - 1
             last = frame.index

@@ -115,7 +115,7 @@ class _Channels:
         stamp = frame.timestamp_ns
         self.frame.log(M.frame_record(frame), log_time=stamp)  # before the image: see mapping.py
         self.image.log(M.raw_image(frame, self.desc), log_time=stamp)
-        marks = M.annotations(frame.meta, stamp)
+        marks = M.image_annotations(frame.meta, stamp)
         if marks is not None:
             if self._overlays is None:
                 from foxglove.channels import ImageAnnotationsChannel

@@ -189,7 +189,7 @@ class FrameWriter(Closing):
     def _publish(self, v: BlockViews, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
         if v.meta_len:  # a stream with room for metadata: this frame's, or none
             if payload:
-                memoryview(v.meta[slot])[: len(payload)] = payload  # 4x cheaper than via numpy
+                v.meta[slot].data[: len(payload)] = payload  # 4x cheaper than via numpy
             v.meta_len[slot][0] = len(payload)
         meta = v.words[slot]
         meta[1] = k

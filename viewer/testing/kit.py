@@ -96,7 +96,8 @@ class Producer:
     """
 
     def __init__(self, command: list[str], name: str, env: Mapping[str, str] | None = None) -> None:
-        self.name, self.command, self.block = name, command, None
+        self.name, self.command = name, command
+        self.block: str | None = None
         self._tag = uuid.uuid4().hex
         self._env = {**os.environ, **(env or {}), _TAG: self._tag}
         self._files = [tempfile.TemporaryFile() for _ in "oe"]  # noqa: SIM115 - closed by finish()

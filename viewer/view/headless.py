@@ -39,7 +39,7 @@ class SkipCounter:
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
-    value = finite_or_none(value)  # type: ignore[assignment]
+    value = finite_or_none(value)
     return None if value is None else round(value, digits)
 
 

@@ -176,6 +176,7 @@ class StreamMonitor:
         """Copy a new frame, if there is one, into the spare buffer, never over the current
         frame: a copy that fails its consistency check must not spoil what is shown."""
         spare = self._spare
+        frame: Frame | None
         if isinstance(reader, RawReader):
             frame = reader.read(spare)  # a bare array has no counter: every look is new
         else:

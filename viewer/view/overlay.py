@@ -132,8 +132,8 @@ def parse_shape(item: object) -> Shape:
 def _number(v: object) -> float:
     # type(), not isinstance: a bool is not a number here. The range check also refuses NaN
     # (every comparison with it is false) and infinities. Called per coordinate: kept lean.
-    if (type(v) is int or type(v) is float) and -MAX_COORD <= v <= MAX_COORD:  # type: ignore[operator]
-        return float(v)  # type: ignore[arg-type]
+    if (type(v) is int or type(v) is float) and -MAX_COORD <= v <= MAX_COORD:
+        return float(v)
     raise _Bad
 
 
