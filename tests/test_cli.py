@@ -20,8 +20,8 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.helpers import CLI as CLI_CMD
-from tests.helpers import cli, json_lines, producer, read_line, registered, start, stop, wait_for
+from tests.support.helpers import CLI as CLI_CMD
+from tests.support.helpers import cli, json_lines, producer, read_line, registered, start, stop, wait_for
 from viewer import FrameWriter
 from viewer.cli.main import build_parser, main
 from viewer.gui.display import display_problem
@@ -102,7 +102,7 @@ def test_second_producer_of_a_live_name_fails_and_the_first_goes_on():
 
 
 def test_raw_mode_reads_a_bare_block_from_a_plain_numpy_program():
-    script = Path(__file__).with_name("bare_producer.py")
+    script = Path(__file__).parent / "support" / "bare_producer.py"
     bare = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     try:
         block = read_line(bare).strip()

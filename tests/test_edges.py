@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from producers.convert import _to_dtype
-from tests.helpers import cli, json_lines, producer, read_line, start, stop
+from tests.support.helpers import cli, json_lines, producer, read_line, start, stop
 from viewer import ConfigError, FormatError, FrameReader, FrameWriter
 
 SMALL = ["--size", "64x48"]

@@ -14,8 +14,8 @@ import numpy as np
 import psutil
 import pytest
 
-from tests import workers
-from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
+from tests.support import workers
+from tests.support.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import BusyError, FrameReader, FrameWriter, ShmviewError, StreamExistsError
 from viewer.stream import protocol as P
 from viewer.stream.registry import registry_dir

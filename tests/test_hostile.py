@@ -2,7 +2,7 @@
 reads within bounds. It never crashes, hangs, or allocates more than the block's size.
 
 Blocks are opened by stream name, through a registry record the test publishes
-(tests/helpers.py:registered), as a viewer would open a producer's block.
+(tests/support/helpers.py:registered), as a viewer would open a producer's block.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import registered
+from tests.support.helpers import registered
 from viewer import BusyError, FrameReader, ProtocolError
 from viewer.stream import protocol as P
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from producers.synthetic import SyntheticSource
-from tests.helpers import CLI, cli, json_lines, producer, wait_for
+from tests.support.helpers import CLI, cli, json_lines, producer, wait_for
 from viewer import FrameReader, FrameWriter
 from viewer.errors import StreamNotFoundError
 from viewer.net.codec import Header, codec_for, decode, encode

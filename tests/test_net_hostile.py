@@ -1,7 +1,7 @@
 """A network peer can neither break a bridge's mirror nor make it cost more than its limits
 (issue 18, items 2-4).
 
-The hostile peer is plain Zenoh in a subprocess (tests/hostile_peer.py), connected to
+The hostile peer is plain Zenoh in a subprocess (tests/support/hostile_peer.py), connected to
 the bridge over loopback only (``endpoint()``), scouting off. Run this file in a network
 namespace of its own to be sure nothing else is reachable:
 ``unshare -m -n sh -c 'ip link set lo up && mount -t tmpfs tmpfs /dev/shm && pytest ...'``.
@@ -25,14 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import CLI, wait_for
+from tests.support.helpers import CLI, wait_for
 from tests.test_net import _try_open, free_port
 from viewer import FrameWriter
 from viewer.errors import CodecError, ShmviewError
 from viewer.net.codec import Header, decode
 from viewer.stream import protocol as P
 
-HOSTILE = Path(__file__).with_name("hostile_peer.py")
+HOSTILE = Path(__file__).parent / "support" / "hostile_peer.py"
 H, W = 48, 64
 KEY = "shmview/robot/cam0"
 GOOD = Header(0, 1, (H, W, 3), "uint8", "BGR", "raw")
@@ -78,7 +78,7 @@ def bridge(port: int, *extra: str) -> Iterator[tuple[subprocess.Popen, Output, O
 
 
 class Peer:
-    """tests/hostile_peer.py, driven one command at a time."""
+    """tests/support/hostile_peer.py, driven one command at a time."""
 
     def __init__(self, port: int) -> None:
         self.proc = subprocess.Popen([sys.executable, str(HOSTILE), endpoint(port)], stdin=subprocess.PIPE,

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import cli, producer
+from tests.support.helpers import cli, producer
 from tests.test_trust import NOBODY, as_root, as_user
 from viewer import FrameWriter, OutputError
 from viewer.outfiles import OutputFolder

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.helpers import cli, json_lines
+from tests.support.helpers import cli, json_lines
 from viewer import FrameWriter
 from viewer.cli.arguments import roi as parse_roi
 from viewer.view.overlay import (

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tests import workers
+from tests.support import workers
 from viewer import FrameReader, FrameWriter
 
 SPAWN = mp.get_context("spawn")

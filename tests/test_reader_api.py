@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.helpers import producer, start, stop, wait_for
+from tests.support.helpers import producer, start, stop, wait_for
 from viewer import FrameReader, FrameWriter, StreamNotFoundError, StreamTimeoutError
 from viewer.stream.reader import GONE, LIVE
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import cli, producer, read_line, start, stop, wait_for
+from tests.support.helpers import cli, producer, read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter
 from viewer.recording.reading import Recording
 
@@ -289,7 +289,7 @@ def test_on_a_terminal_it_shows_progress(tmp_path: Path):
     import pty
     import subprocess
 
-    from tests.helpers import CLI
+    from tests.support.helpers import CLI
 
     main, child = pty.openpty()
     try:

@@ -20,8 +20,8 @@ from producers import FrameSource, serve
 from producers.base import NoFrameYet
 from producers.camera import CameraSource
 from producers.convert import Conformer
-from tests.fakes import FakeCapture
-from tests.helpers import cli, json_lines, read_line, start, stop, wait_for
+from tests.support.fakes import FakeCapture
+from tests.support.helpers import cli, json_lines, read_line, start, stop, wait_for
 from viewer import FrameReader, SourceError, StreamNotFoundError
 
 HERE = Path(__file__).parent
@@ -170,7 +170,7 @@ def test_folder_errors(tmp_path):
 # Cameras (fake hardware) ------------------------------------------------------------------
 
 def fake_camera(cues: Path, *args: str) -> subprocess.Popen:
-    script = HERE / "fake_camera_producer.py"
+    script = HERE / "support" / "fake_camera_producer.py"
     return subprocess.Popen([sys.executable, str(script), str(cues), "produce", "camera", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import read_line, start, stop, wait_for
+from tests.support.helpers import read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter
 from viewer.stream import protocol as P
 from viewer.testing import LitterCheck, no_litter

@@ -16,7 +16,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tests.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
+from tests.support.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import FrameReader, FrameWriter, ProtocolError, ShmviewError, StreamNotFoundError
 from viewer.stream import protocol as P
 from viewer.stream.registry import live_records, registry_dir

@@ -457,7 +457,7 @@ def _start_viewer(name: str, interval_ms: int):
     import os
     import subprocess
 
-    from tests.helpers import CLI
+    from tests.support.helpers import CLI
 
     env = os.environ | {"QT_QPA_PLATFORM": "offscreen"}
     return subprocess.Popen([*CLI, "view", name, "--interval-ms", str(interval_ms)], env=env,
@@ -472,7 +472,7 @@ def test_signals_at_random_moments_of_big_refreshes_stop_the_window_cleanly():
     import signal
     import time
 
-    from tests.helpers import producer, stop, wait_for
+    from tests.support.helpers import producer, stop, wait_for
 
     rng = random.Random(9)
     trials = [(sig, 0.0 if k == 0 else rng.uniform(0, 0.8)) for k in range(4)
@@ -493,7 +493,7 @@ def test_a_signal_stops_the_window_at_once_whatever_the_interval():
     import signal
     import time
 
-    from tests.helpers import producer, stop, wait_for
+    from tests.support.helpers import producer, stop, wait_for
 
     with producer("slowtick", "--size", "640x480") as (_, block):
         viewer = _start_viewer("slowtick", 15_000)
