@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tests.support import workers
+from tests.support.blocks import writable
 from tests.support.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
 from viewer import BusyError, FrameReader, FrameWriter, ShmviewError, StreamExistsError
 from viewer.stream import protocol as P
@@ -114,15 +114,10 @@ def test_second_producer_never_damages_the_first():
             assert r.read().image.sum() == 3 * 16 and r.info.shape == (4, 4)
 
 
-def _writable(block: str) -> shared_memory.SharedMemory:
-    """A second, writable mapping of a block this process owns (to play a crashed writer)."""
-    return shared_memory.SharedMemory(block)
-
-
 def test_writer_killed_mid_frame_never_yields_its_half_frame():
     with FrameWriter("midframe", (4, 4), slots=3) as w:
         w.write(np.full((4, 4), 1, np.uint8))
-        lay, shm = w.layout, _writable(w.block_name)
+        lay, shm = w.layout, writable(w.block_name)
         try:
             # What a writer killed inside write() of frame 1 leaves: slot 1's seq odd,
             # half of its pixels new, frames_written still 1.
@@ -141,7 +136,7 @@ def test_writer_killed_mid_frame_never_yields_its_half_frame():
 def test_a_stuck_single_slot_is_reported_busy_not_spun_on():
     with FrameWriter("stuck", (4, 4), slots=1) as w:
         w.write(np.full((4, 4), 1, np.uint8))
-        shm = _writable(w.block_name)
+        shm = writable(w.block_name)
         try:
             seq = np.ndarray(1, np.uint64, buffer=shm.buf, offset=w.layout.slot_offset(0))
             seq[0] = 3  # odd forever: the writer died inside frame 1
@@ -254,7 +249,7 @@ def test_a_copy_that_fails_its_check_never_spoils_the_frame_on_show():
         monitor = StreamMonitor("spoil")
         assert monitor.poll().frame.image.max() == 7
         assert not monitor.poll().new  # polls with nothing new in between must not matter
-        lay, shm = w.layout, _writable(w.block_name)
+        lay, shm = w.layout, writable(w.block_name)
         try:
             # frames_written says 2, but slot 1 holds garbage stamped as frame 0: every copy
             # of it fails the index check, until the reader gives up (BusyError).

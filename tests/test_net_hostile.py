@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.helpers import CLI, wait_for
-from tests.test_net import _try_open, free_port
+from tests.support.net import free_port, try_open
 from viewer import FrameWriter
 from viewer.errors import CodecError, ShmviewError
 from viewer.net.codec import Header, decode
@@ -123,7 +123,7 @@ def mirrored_after(p: Peer, tmp: Path, index: int) -> None:
 
     def arrived() -> bool:
         p.put(header, payload, tmp)
-        mirror = _try_open("robot.cam0")
+        mirror = try_open("robot.cam0")
         if mirror is None:
             return False
         with mirror:
@@ -355,7 +355,7 @@ def put_until_mirrored(session, index: int) -> None:
 
 
 def _newest_index() -> int | None:
-    mirror = _try_open("robot.cam0")
+    mirror = try_open("robot.cam0")
     if mirror is None:
         return None
     with mirror:
@@ -374,7 +374,7 @@ def test_3000_tokens_make_at_most_max_streams_mirrors_and_no_thread_each(tmp_pat
         mirrored_after(p, tmp_path, 0)
         p(tokens="shmview/robot/s", count=3000)
         p(untoken=KEY)  # liveliness changes are taken in order: once this one is seen, all were
-        wait_for(lambda: _try_open("robot.cam0") is None, what="the mirror closed")
+        wait_for(lambda: try_open("robot.cam0") is None, what="the mirror closed")
         grown = threads_of(proc.pid) - threads
     assert grown <= 4, f"{grown} threads more for 3000 tokens"
     refusals = [line for line in err.lines if "--max-streams limit" in line]
@@ -404,7 +404,7 @@ def sync(p: Peer, tmp: Path, index: int) -> None:
     p(token=KEY)
     mirrored_after(p, tmp, index)
     p(untoken=KEY)
-    wait_for(lambda: _try_open("robot.cam0") is None, what="the mirror closed")
+    wait_for(lambda: try_open("robot.cam0") is None, what="the mirror closed")
 
 
 ROOM_CHECK = """

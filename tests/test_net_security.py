@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpers import CLI, cli, producer, read_line, wait_for
-from tests.test_net import Lines, ended, free_port, loopback_tcp, no_zenoh_files, open_mirror, running
-from tests.test_trust import NOBODY, as_root, as_user
+from tests.support.net import Lines, ended, free_port, loopback_tcp, no_zenoh_files, open_mirror, running
+from tests.support.users import NOBODY, as_root, as_user
 from viewer.errors import CertificateError, InsecureNetworkError
 from viewer.net import secure, tls
 from viewer.net.config import NetOptions, get, zenoh_config

@@ -5,27 +5,19 @@ that leaves a process behind."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import signal
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.support.plugin import LEAVES_A_PROCESS, plugin_args, solid_sum
 from viewer import FrameReader, FrameWriter
 from viewer.testing import ProducerError, running_producer
 
 SMALL = ("--size", "64x48")
-
-
-def plugin_args() -> list[str]:
-    """``-p viewer.testing.plugin`` unless the installed shmview registers it through its
-    entry point already (then ``-p`` would register it a second time: an error)."""
-    installed = any(ep.value == "viewer.testing.plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "viewer.testing.plugin"]
 
 
 # The fixtures here too, next to this suite's own litter check (tests/conftest.py).
@@ -39,10 +31,6 @@ def run_inner(pytester: pytest.Pytester, *args: str, cleanup: float = 5.0) -> py
         *plugin_args(), "-p", "no:pytest-qt", "-p", "no:cacheprovider", "-W", "error",
         "-o", f"shmview_cleanup_timeout={cleanup}", *args, timeout=180,
     )
-
-
-def solid_sum(index: int, shape: tuple[int, ...]) -> int:
-    return (index % 256) * int(np.prod(shape))
 
 
 # running_producer(), without pytest ---------------------------------------------------
@@ -137,20 +125,6 @@ def test_an_error_in_the_block_goes_on_with_the_producers_problems_as_notes(tmp_
         producer.wait(timeout=20)
         1 / 0  # noqa: B018
     assert any("camera unplugged" in note for note in caught.value.__notes__)
-
-
-LEAVES_A_PROCESS = """\
-import subprocess
-import numpy as np
-from producers import FrameSource
-
-class Forks(FrameSource):
-    def open(self):
-        # a helper that outlives the producer: in its own session, so nothing stops it
-        subprocess.Popen(["sleep", "60"], start_new_session=True)
-    def read(self):
-        return np.zeros((8, 8), np.uint8)
-"""
 
 
 def test_a_process_the_producer_leaves_behind_is_named_even_when_reparented(tmp_path, monkeypatch):

@@ -16,67 +16,15 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from tests.support.blocks import SHM, headered_block, plant_file
 from tests.support.helpers import CLI, cli, json_lines, producer, read_line, start, stop, wait_for
+from tests.support.users import NOBODY, as_root, as_user
 from viewer import FrameReader, FrameWriter, ProtocolError, ShmviewError, StreamNotFoundError
 from viewer.stream import protocol as P
 from viewer.stream.registry import live_records, registry_dir
 from viewer.view.monitor import ERROR, LIVE, STALE, RawSpec, StreamMonitor
 
-SHM = Path("/dev/shm")
-NOBODY = 65534
 SMALL = ["--size", "64x48"]
-as_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to play another user (setuid in a child)")
-
-
-def headered_block(shape=(4, 4, 3), value=7, *, pid=None, created_ns=None, frames=1) -> bytes:
-    """The bytes of a complete, valid shmview block holding ``frames`` frames of ``value``."""
-    lay = P.make_layout(shape, "uint8", None, 3)
-    data = bytearray(lay.block_size)
-    data[: P.STATE_OFFSET] = P.pack_header(lay, pid or os.getpid(), created_ns or time.time_ns())
-    data[P.STATE_OFFSET : P.STATE_OFFSET + 16] = struct.pack("<QQ", P.STATE_LIVE, frames)
-    for k in range(frames):
-        off = lay.slot_offset(k % 3)
-        data[off : off + 24] = struct.pack("<QQQ", 2 * (k // 3) + 2, k, time.time_ns())
-        data[off + P.SLOT_HEADER_SIZE : off + P.SLOT_HEADER_SIZE + lay.frame_bytes] = bytes([value]) * lay.frame_bytes
-    return bytes(data)
-
-
-def as_user(uid: int, action) -> None:
-    """Run ``action()`` in a forked child that has become user ``uid`` (a hostile neighbour)."""
-    pid = os.fork()
-    if pid == 0:  # the child: only OS calls from here on, then _exit
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            action()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-
-
-@pytest.fixture
-def planted():
-    """Paths a test plants in /dev/shm; removed afterwards whoever owns them."""
-    paths: list[Path] = []
-    yield paths
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            if p.is_dir() and not p.is_symlink():
-                p.rmdir()
-            else:
-                p.unlink()
-
-
-def plant_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    os.write(fd, data)
-    os.close(fd)
-
-
 # 1. A name means the user's own stream, nothing else.
 
 @as_root
