@@ -1,4 +1,4 @@
-"""A window on a stream whose frames carry overlay metadata, for tests/test_real_window.py and
+"""A window on a stream whose frames carry overlay metadata, for tests/test_window_on_screen.py and
 for the README's screenshot. Run it under a real X server (DISPLAY set):
 
     python tests/support/overlay_window.py                        # prints where the red rect is, as JSON
