@@ -4,6 +4,7 @@ and a check after every test that it left no block, record or child process behi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -63,6 +64,19 @@ def no_litter(private_registry: Path, request: pytest.FixtureRequest) -> Iterato
     if left or strays:
         also = f" | files in its registry folder: {strays}" if strays else ""
         pytest.fail(f"{request.node.nodeid} {left}{also}", pytrace=False)
+
+
+@pytest.fixture
+def planted():
+    """Paths a test plants in /dev/shm; removed afterwards whoever owns them."""
+    paths: list[Path] = []
+    yield paths
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import workers
-from tests.helpers import cli, json_lines
+from tests.support import workers
+from tests.support.helpers import cli, json_lines
 from viewer import FrameReader, FrameWriter, MetadataError, ProtocolError
 from viewer.stream import protocol as P
 

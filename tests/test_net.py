@@ -12,106 +12,25 @@ from __future__ import annotations
 
 import itertools
 import signal
-import socket
-import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from producers.synthetic import SyntheticSource
-from tests.helpers import CLI, cli, json_lines, producer, wait_for
+from tests.support.helpers import cli, json_lines, producer, wait_for
+from tests.support.net import ended, free_port, loopback_tcp, no_zenoh_files, open_mirror, running, try_open
 from viewer import FrameReader, FrameWriter
 from viewer.errors import StreamNotFoundError
 from viewer.net.codec import Header, codec_for, decode, encode
 from viewer.net.config import NetOptions, clean_host_id, get, split_key, stream_key, zenoh_config
 from viewer.view.monitor import StreamMonitor
 
+__all__ = ["no_zenoh_files"]  # the autouse fixture, imported to run here too
+
 H, W = 120, 160  # small frames: the tests are about behaviour, the benchmark about speed
 SIZE = f"{W}x{H}"
 JPEG_MIN_PSNR_DB = 30.0  # quality 90, gradient pattern (its wrap from 255 to 0 is a hard edge)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def loopback_tcp(port: int) -> str:
-    return f"tcp/127.0.0.1:{port}"
-
-
-@pytest.fixture(autouse=True)
-def no_zenoh_files() -> Iterator[None]:
-    """Zenoh's own shared-memory transport leaves *.zenoh files in /dev/shm: never ours."""
-    before = set(Path("/dev/shm").glob("*.zenoh"))
-    yield
-    left = set(Path("/dev/shm").glob("*.zenoh")) - before
-    assert not left, f"Zenoh files left in /dev/shm: {sorted(p.name for p in left)}"
-
-
-class Lines:
-    """What a process prints, collected by a thread (a selector on a buffered text pipe
-    misses lines that arrived together)."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc, self.lines = proc, []
-        self._thread = threading.Thread(target=self._collect, daemon=True)
-        self._thread.start()
-
-    def _collect(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def wait(self, prefix: str) -> str:
-        def seen():
-            if self.proc.poll() is not None and not any(x.startswith(prefix) for x in self.lines):
-                raise AssertionError(f"{self.proc.args} exited {self.proc.returncode}: {self.lines}")
-            return next((x for x in self.lines if x.startswith(prefix)), None)
-
-        return wait_for(seen, what=f"a line starting {prefix!r}")
-
-
-def started(args: list[str], **popen: Any) -> tuple[subprocess.Popen, Lines]:
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    return proc, Lines(proc)
-
-
-def ended(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    """Signal ``proc`` and reap it; its exit code (its stdout belongs to its Lines)."""
-    if proc.stderr.closed:
-        return proc.returncode  # ended before, on purpose
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        err = proc.stderr.read()
-        proc.stderr.close()
-    assert sig == signal.SIGKILL or proc.returncode == 0, f"{proc.args} exit {proc.returncode}: {err}"
-    return proc.returncode
-
-
-@contextmanager
-def running(args: list[str], ready: str, stop_with: int = signal.SIGTERM, **popen: Any) -> Iterator[Lines]:
-    """A shmview process that printed a line starting with ``ready``; SIGTERM (``stop_with``)
-    at the end."""
-    proc, lines = started(args, **popen)
-    try:
-        lines.wait(ready)
-        yield lines
-    finally:
-        ended(proc, stop_with)
-        lines._thread.join(5)
-        proc.stdout.close()
 
 
 def share(*names: str, mode: str = "--listen", extra: tuple[str, ...] = (), at: str = "local"):
@@ -120,17 +39,6 @@ def share(*names: str, mode: str = "--listen", extra: tuple[str, ...] = (), at: 
 
 def bridge(*extra: str, mode: str = "--connect", at: str = "local"):
     return running(["bridge", mode, at, *extra], "bridge:")
-
-
-def open_mirror(name: str) -> FrameReader:
-    return wait_for(lambda: _try_open(name), what=f"mirrored stream {name}")
-
-
-def _try_open(name: str) -> FrameReader | None:
-    try:
-        return FrameReader(name, follow=True)
-    except StreamNotFoundError:
-        return None
 
 
 def origin_index(frame) -> int:
@@ -226,7 +134,7 @@ def test_a_producer_that_changes_shape_is_mirrored_in_its_new_shape_with_metadat
             with FrameWriter("var", shape) as writer:
                 def arrived(writer=writer, shape=shape):
                     writer.write(np.full(shape, 7, np.uint8), meta={"boxes": [[1, 2, 3, 4]]})
-                    mirror = _try_open("robot.var")
+                    mirror = try_open("robot.var")
                     if mirror is None:
                         return None
                     with mirror:

@@ -1,7 +1,7 @@
 """A network peer can neither break a bridge's mirror nor make it cost more than its limits
 (issue 18, items 2-4).
 
-The hostile peer is plain Zenoh in a subprocess (tests/hostile_peer.py), connected to
+The hostile peer is plain Zenoh in a subprocess (tests/support/hostile_peer.py), connected to
 the bridge over loopback only (``endpoint()``), scouting off. Run this file in a network
 namespace of its own to be sure nothing else is reachable:
 ``unshare -m -n sh -c 'ip link set lo up && mount -t tmpfs tmpfs /dev/shm && pytest ...'``.
@@ -25,14 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import CLI, wait_for
-from tests.test_net import _try_open, free_port
+from tests.support.helpers import CLI, wait_for
+from tests.support.net import free_port, try_open
 from viewer import FrameWriter
 from viewer.errors import CodecError, ShmviewError
 from viewer.net.codec import Header, decode
 from viewer.stream import protocol as P
 
-HOSTILE = Path(__file__).with_name("hostile_peer.py")
+HOSTILE = Path(__file__).parent / "support" / "hostile_peer.py"
 H, W = 48, 64
 KEY = "shmview/robot/cam0"
 GOOD = Header(0, 1, (H, W, 3), "uint8", "BGR", "raw")
@@ -78,7 +78,7 @@ def bridge(port: int, *extra: str) -> Iterator[tuple[subprocess.Popen, Output, O
 
 
 class Peer:
-    """tests/hostile_peer.py, driven one command at a time."""
+    """tests/support/hostile_peer.py, driven one command at a time."""
 
     def __init__(self, port: int) -> None:
         self.proc = subprocess.Popen([sys.executable, str(HOSTILE), endpoint(port)], stdin=subprocess.PIPE,
@@ -123,7 +123,7 @@ def mirrored_after(p: Peer, tmp: Path, index: int) -> None:
 
     def arrived() -> bool:
         p.put(header, payload, tmp)
-        mirror = _try_open("robot.cam0")
+        mirror = try_open("robot.cam0")
         if mirror is None:
             return False
         with mirror:
@@ -355,7 +355,7 @@ def put_until_mirrored(session, index: int) -> None:
 
 
 def _newest_index() -> int | None:
-    mirror = _try_open("robot.cam0")
+    mirror = try_open("robot.cam0")
     if mirror is None:
         return None
     with mirror:
@@ -374,7 +374,7 @@ def test_3000_tokens_make_at_most_max_streams_mirrors_and_no_thread_each(tmp_pat
         mirrored_after(p, tmp_path, 0)
         p(tokens="shmview/robot/s", count=3000)
         p(untoken=KEY)  # liveliness changes are taken in order: once this one is seen, all were
-        wait_for(lambda: _try_open("robot.cam0") is None, what="the mirror closed")
+        wait_for(lambda: try_open("robot.cam0") is None, what="the mirror closed")
         grown = threads_of(proc.pid) - threads
     assert grown <= 4, f"{grown} threads more for 3000 tokens"
     refusals = [line for line in err.lines if "--max-streams limit" in line]
@@ -404,7 +404,7 @@ def sync(p: Peer, tmp: Path, index: int) -> None:
     p(token=KEY)
     mirrored_after(p, tmp, index)
     p(untoken=KEY)
-    wait_for(lambda: _try_open("robot.cam0") is None, what="the mirror closed")
+    wait_for(lambda: try_open("robot.cam0") is None, what="the mirror closed")
 
 
 ROOM_CHECK = """

@@ -2,7 +2,7 @@
 proved they may. A private unix socket on one machine, mutual TLS between machines; plain
 tcp only with --insecure.
 
-Hostile peers are plain Zenoh (tests/forging_peer.py) in processes of their own, on
+Hostile peers are plain Zenoh (tests/support/forging_peer.py) in processes of their own, on
 loopback only; another local user is a forked child that became uid 65534. Each refusal is checked
 against a control that does get through with the right credentials, so a hostile peer
 that reads nothing is known to be refused, not merely broken.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLI, cli, producer, read_line, wait_for
-from tests.test_net import Lines, ended, free_port, loopback_tcp, no_zenoh_files, open_mirror, running
-from tests.test_trust import NOBODY, as_root, as_user
+from tests.support.helpers import CLI, cli, producer, read_line, wait_for
+from tests.support.net import Lines, ended, free_port, loopback_tcp, no_zenoh_files, open_mirror, running
+from tests.support.users import NOBODY, as_root, as_user
 from viewer.errors import CertificateError, InsecureNetworkError
 from viewer.net import secure, tls
 from viewer.net.config import NetOptions, get, zenoh_config
@@ -41,7 +41,7 @@ SIZE = ["--size", "160x120", "--fps", "30"]
 
 
 class Peer:
-    """tests/forging_peer.py running (as this user); ``report()`` is what it has reached."""
+    """tests/support/forging_peer.py running (as this user); ``report()`` is what it has reached."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -57,7 +57,7 @@ def peer(*args: str, tls_dir: Path | None = None) -> Iterator[Peer]:
     if tls_dir is not None:
         args = (*args, "--ca", str(tls_dir / "ca.pem"), "--cert", str(tls_dir / "cert.pem"),
                 "--key", str(tls_dir / "key.pem"))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forging_peer.py"), *args],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "forging_peer.py"), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -83,7 +83,7 @@ def refused(p: Peer) -> None:
 
 @contextmanager
 def process(args: list[str], ready: str, **popen) -> Iterator[Lines]:
-    """Like tests.test_net.running, with Popen options (a umask)."""
+    """Like tests.support.net.running, with Popen options (a umask)."""
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     lines = Lines(proc)
     try:

@@ -1,4 +1,4 @@
-"""CI's short run of the soak script (tests/soak.py; run it for 10 minutes by hand).
+"""CI's short run of the soak script (tests/support/soak.py; run it for 10 minutes by hand).
 
 The seed is printed and in every failure message; SHMVIEW_SOAK_SEED=N replays a run's
 schedule of signals, sleeps and kills."""
@@ -13,7 +13,7 @@ from pathlib import Path
 def test_soak_20_seconds():
     seed = int(os.environ.get("SHMVIEW_SOAK_SEED") or random.SystemRandom().randrange(2**31))
     print(f"soak seed {seed} (replay: SHMVIEW_SOAK_SEED={seed} pytest tests/test_soak.py)")
-    script = Path(__file__).with_name("soak.py")
+    script = Path(__file__).parent / "support" / "soak.py"
     done = subprocess.run(
         [sys.executable, str(script), "--seconds", "20", "--seed", str(seed)],
         capture_output=True, text=True, timeout=300,

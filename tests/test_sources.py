@@ -3,12 +3,9 @@ fails the way cameras do, and a user's own source exactly as docs/python-api.md 
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,13 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from producers import FrameSource, serve
 from producers.base import NoFrameYet
 from producers.camera import CameraSource
-from producers.convert import Conformer
-from tests.fakes import FakeCapture
-from tests.helpers import cli, json_lines, read_line, start, stop, wait_for
-from viewer import FrameReader, SourceError, StreamNotFoundError
+from tests.support.fakes import FakeCapture
+from tests.support.helpers import cli, json_lines, read_line, start, stop, wait_for
+from viewer import FrameReader
 
 HERE = Path(__file__).parent
 
@@ -170,7 +165,7 @@ def test_folder_errors(tmp_path):
 # Cameras (fake hardware) ------------------------------------------------------------------
 
 def fake_camera(cues: Path, *args: str) -> subprocess.Popen:
-    script = HERE / "fake_camera_producer.py"
+    script = HERE / "support" / "fake_camera_producer.py"
     return subprocess.Popen([sys.executable, str(script), str(cues), "produce", "camera", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -227,46 +222,6 @@ def _read_or_none(source) -> tuple[np.ndarray] | None:
         return None
 
 
-# Conversion -------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    ("frame", "order", "expected"),
-    [
-        (np.full((4, 4), 7, np.uint8), "BGR", (7, 7, 7)),
-        (np.full((4, 4, 1), 7, np.uint8), "BGR", (7, 7, 7)),
-        (np.full((4, 4, 3), (1, 2, 3), np.uint8), "BGR", (1, 2, 3)),
-        (np.full((4, 4, 4), (1, 2, 3, 9), np.uint8), "BGR", (1, 2, 3)),
-        (np.full((4, 4, 3), (3, 2, 1), np.uint8), "RGB", (1, 2, 3)),
-        (np.full((4, 4, 3), (257, 514, 771), np.uint16), "BGR", (1, 2, 3)),
-    ],
-    ids=["grey", "grey1", "bgr", "bgra", "rgb", "uint16-into-uint8"],
-)
-def test_conversion_to_bgr(frame, order, expected):
-    out = Conformer(4, 4, "BGR", order)(frame)
-    assert out.shape == (4, 4, 3) and out.dtype == np.uint8 and tuple(out[0, 0]) == expected
-
-
-def test_conversion_to_grey_and_resize_and_letterbox():
-    bgr = np.full((24, 32, 3), (255, 255, 255), np.uint8)
-    assert Conformer(48, 64, "GRAY")(bgr).shape == (48, 64)
-    boxed = Conformer(64, 64, "BGR", letterbox=True)(bgr)  # 4:3 into a square: bars top and bottom
-    assert boxed.shape == (64, 64, 3) and boxed[0].max() == 0 and boxed[32].min() == 255
-    with pytest.raises(SourceError, match="cam9 gave int32 frames"):
-        Conformer(4, 4, source="cam9")(np.zeros((4, 4), np.int32))
-    with pytest.raises(SourceError, match="cam9 gave a list, not a numpy array"):
-        Conformer(4, 4, source="cam9")([[1, 2], [3, 4]])
-
-
-@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
-def test_conversion_keeps_the_first_frames_dtype(dtype):
-    first = np.full((24, 24), 4095, dtype)  # 12 bits in uint16: must not turn near-black
-    fit = Conformer.for_first(first, (64, 48), 3)
-    out = fit(first)
-    assert fit.dtype == dtype and out.dtype == dtype and out.shape == (48, 64, 3)
-    assert out[24, 32].tolist() == [4095, 4095, 4095] and out[0, 0].tolist() == [0, 0, 0]  # letterboxed
-    assert fit(np.full((24, 24, 3), 255, np.uint8)).dtype == dtype
-
-
 def test_letterbox_by_default_and_stretch_on_request(tmp_path):
     folder = tmp_path / "wide"
     folder.mkdir()
@@ -298,71 +253,3 @@ def test_the_readme_source_example_works_end_to_end(tmp_path):
     for line in lines:
         assert line["state"] == "live" and line["shape"] == [240, 320]
         assert line["sum"] == ((line["frame"] + 1) % 256) * 240 * 320
-
-
-# serve() from a program of one's own ------------------------------------------------------
-
-class Constant(FrameSource):
-    """The same frame forever (or ``count`` times), as a user's source might."""
-
-    def __init__(self, frame: object, count: int | None = None) -> None:
-        self.frame, self.count = frame, count
-
-    def __str__(self) -> str:
-        return "constant source"
-
-    def read(self) -> object:
-        if self.count is not None:
-            if self.count == 0:
-                return None
-            self.count -= 1
-        return self.frame
-
-
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def test_serve_in_a_thread_closes_what_it_opens():
-    def serve_twice() -> None:
-        for k in range(2):
-            serve(Constant(np.zeros((4, 4), np.uint8), count=2), f"threaded{k}", fps=0, out=io.StringIO())
-
-    serve_twice()  # once first: the resource tracker keeps a pipe open for the process's life
-    before = _open_fds()
-    for _ in range(5):
-        thread = threading.Thread(target=serve_twice)
-        thread.start()
-        thread.join(60)
-    assert _open_fds() == before
-
-
-@pytest.mark.parametrize("dtype", ["uint16", "float32"])
-def test_serve_keeps_the_dtype_and_stops_when_asked_from_another_thread(dtype):
-    frame = np.full((24, 32), 4095, dtype)  # 12-bit data in uint16 stays as it is
-    stop, out, result = threading.Event(), io.StringIO(), []
-    thread = threading.Thread(target=lambda: result.append(
-        serve(Constant(frame), "kept", fps=100, out=out, stop=stop)))
-    thread.start()
-    try:
-        with wait_for(lambda: _attach("kept"), what="the stream") as reader:
-            got = wait_for(reader.read, what="a frame")
-        assert got.image.dtype == dtype and got.image.tolist() == frame.tolist()
-    finally:
-        stop.set()
-        thread.join(60)
-    assert not thread.is_alive() and result[0] > 0
-    last = out.getvalue().splitlines()[-1]
-    assert re.fullmatch(rf"stream kept stopped after {result[0]:,} frames?: asked to stop", last)
-
-
-def _attach(name: str) -> FrameReader | None:
-    try:
-        return FrameReader(name)
-    except StreamNotFoundError:
-        return None
-
-
-def test_serve_names_the_source_of_a_frame_that_is_not_an_array():
-    with pytest.raises(SourceError, match="constant source gave a str, not a numpy array"):
-        serve(Constant("not a frame"), "notarray", out=io.StringIO())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests import workers
+from tests.support import workers
 from viewer import FrameReader, FrameWriter, ShmviewError, TornFrameError
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from tests.test_plugin import plugin_args
+from tests.support.plugin import plugin_args
 
 pytest_plugins = ["pytester"]
 

@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import CLI, producer, read_line, stop, wait_for
+from tests.support.helpers import CLI, producer, read_line, stop, wait_for
 
 XVFB = shutil.which("Xvfb")
 pytestmark = pytest.mark.skipif(
     XVFB is None and not os.environ.get("CI"), reason="Xvfb is not installed (scripts/bootstrap installs it)"
 )
-GRAB = Path(__file__).with_name("grab_screen.py")
+GRAB = Path(__file__).parent / "support" / "grab_screen.py"
 # The `bars` pattern's colours as cv2 reads them (BGR): red, green, blue, yellow.
 BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}
 LIVE_TEXT = (0x32, 0x7D, 0x2E)  # the status line's colour for LIVE, as cv2 reads it
@@ -115,7 +115,7 @@ STATES_WINDOW = """
 import sys
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
-from tests.helpers import producer
+from tests.support.helpers import producer
 from viewer.gui.window import ShutdownSignals, ViewerWindow
 
 def broken():
@@ -169,7 +169,7 @@ def test_paused_stale_and_broken_panels_say_so_on_screen(display, tmp_path):
 
 # ---- metadata overlays on a real screen (issue 13) ------------------------------------------
 
-OVERLAY_WINDOW = Path(__file__).with_name("overlay_window.py")
+OVERLAY_WINDOW = Path(__file__).parent / "support" / "overlay_window.py"
 RED = (0, 0, 255)  # the overlay rect's colour as cv2 reads it
 
 

@@ -100,6 +100,7 @@ for k in range(ROUNDS):
 print("ok")
 """
 
+
 WRITER_CLOSED_BY_A_SIGNAL = """
 frame = np.full(SHAPE, 9, np.uint8)
 mode = sys.argv[2]
@@ -160,6 +161,7 @@ with FrameWriter("rthread", SHAPE) as w:
 print("ok")
 """
 
+
 READER_CLOSED_BY_A_SIGNAL = """
 mode = sys.argv[2]
 out = np.empty(SHAPE, np.uint8)
@@ -217,3 +219,57 @@ def test_every_use_of_a_closed_stream_is_a_shmview_error(bare_block):
         for use in uses:
             with pytest.raises(ShmviewError, match="closed"):
                 use()
+
+
+RACE = """
+import sys, threading
+import numpy as np
+from viewer import FrameReader, FrameWriter, ShmviewError
+shape = (2048, 2048, 3)
+with FrameWriter("race", shape) as w:
+    w.write(np.full(shape, 3, np.uint8))
+    for _ in range(int(sys.argv[1])):
+        r = FrameReader("race")
+        closed = threading.Event()
+        def spin():
+            while True:
+                try:
+                    f = r.read()
+                except ShmviewError:
+                    return  # closed under us: an error, never a fault
+                assert f.image[-1, -1, -1] == 3
+
+        t = threading.Thread(target=spin)
+        t.start()
+        r.close()
+        t.join()
+print("ok")
+"""
+
+
+SIGNAL_CLOSE = """
+import signal, sys
+import numpy as np
+from viewer import FrameReader, FrameWriter, ShmviewError
+shape = (2048, 2048, 3)
+with FrameWriter("sigclose", shape) as w:
+    w.write(np.full(shape, 5, np.uint8))
+    for _ in range(int(sys.argv[1])):
+        r = FrameReader("sigclose")
+        signal.signal(signal.SIGALRM, lambda *_: r.close())
+        signal.setitimer(signal.ITIMER_REAL, 0.0005)
+        try:
+            while True:
+                f = r.read()
+                assert f.image[-1, -1, -1] == 5
+        except ShmviewError:
+            pass
+        signal.setitimer(signal.ITIMER_REAL, 0)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [RACE, SIGNAL_CLOSE], ids=["other-thread", "signal-handler"])
+def test_close_during_a_read_never_crashes(script):
+    done = subprocess.run([sys.executable, "-c", script, "60"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -1,8 +1,9 @@
-"""Property tests: whatever bytes a block holds, a reader raises its own typed error or
-reads within bounds. It never crashes, hangs, or allocates more than the block's size.
+"""The block's byte layout as a reader meets it (docs/PROTOCOL.md): every header field is
+validated, and property tests: whatever bytes a block holds, a reader raises its own typed error
+or reads within bounds. It never crashes, hangs, or allocates more than the block's size.
 
 Blocks are opened by stream name, through a registry record the test publishes
-(tests/helpers.py:registered), as a viewer would open a producer's block.
+(tests/support/helpers.py:registered), as a viewer would open a producer's block.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import registered
+from tests.support.helpers import registered
 from viewer import BusyError, FrameReader, ProtocolError
 from viewer.stream import protocol as P
 
@@ -93,8 +94,12 @@ layouts = st.builds(
     st.sampled_from(P.DTYPES),
     st.integers(1, 6),
 )
+
+
 # Counters near what a writer would leave (so some reads succeed) or anything at all.
 counters = st.integers(0, 8) | U64
+
+
 slot_words = st.tuples(counters, counters, U64)  # seq, index, timestamp_ns
 
 
@@ -275,3 +280,11 @@ def test_valid_header_with_hostile_counters(frames_written, slot_words):
         content[off : off + 24] = struct.pack("<QQQ", *slot_words[3 * s : 3 * s + 3])
     with stream(bytes(content), GOOD.block_size) as name, FrameReader(name) as reader:
         check_frame(reader, bytes(content), frames_written)
+
+
+def test_header_is_validated_field_by_field():
+    lay = P.make_layout((4, 4, 3), "uint8", None, 3)
+    good = P.pack_header(lay, 1, 2)
+    assert P.parse_header(good, lay.block_size).layout == lay
+    with pytest.raises(P.ProtocolError, match="describes"):
+        P.parse_header(good, lay.block_size - 1)

@@ -28,7 +28,7 @@ import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import CLI, cli
+from tests.support.helpers import CLI, cli
 from viewer.errors import RecordingError
 from viewer.recording import messages as M
 from viewer.recording.info import report

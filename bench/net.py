@@ -1,7 +1,7 @@
 """shmview over Zenoh (share -> bridge) against imagezmq, on loopback, in one run.
 
     .venv/bin/pip install -e '.[net,bench]'
-    unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/net_bench.py'   # as root: no network at all
+    unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/net.py'   # as root: no network at all
 
 Loopback only: every endpoint is tcp/127.0.0.1:<free port> (with --insecure: the numbers
 are Zenoh's plain TCP, comparable with imagezmq's), Zenoh's multicast scouting is

@@ -1,4 +1,4 @@
-"""Save a screenshot of the whole X screen: python grab_screen.py OUT.png (DISPLAY set).
+"""Save a screenshot of the whole X screen: python tests/support/grab_screen.py OUT.png (DISPLAY set).
 
 A separate process because a test process already runs Qt offscreen, and Qt has one
 platform per process.

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import cli, producer
-from tests.test_trust import NOBODY, as_root, as_user
+from tests.support.helpers import cli, producer
+from tests.support.users import NOBODY, as_root, as_user
 from viewer import FrameWriter, OutputError
 from viewer.outfiles import OutputFolder
 from viewer.recording.messages import Description

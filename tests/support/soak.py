@@ -3,7 +3,7 @@ viewer following it throughout, an in-process reader reading as fast as it can, 
 reader processes attaching, detaching and being killed. At the end it prints what it checked
 and exits 1 if anything went wrong.
 
-    python tests/soak.py --seconds 600
+    python tests/support/soak.py --seconds 600
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class Soak:
         ok = (not left and not orphans and not self.problems and s["torn frames"] == 0
               and s["viewer bad sums"] == 0 and survived == len(self.blocks_seen) and s["frames read"] > 0)
         print("soak: OK" if ok else "soak: FAILED")
-        replay = f"python tests/soak.py --seconds {self.seconds:g} --seed {self.seed}"
+        replay = f"python tests/support/soak.py --seconds {self.seconds:g} --seed {self.seed}"
         print(f"soak: seed {self.seed} (same schedule of signals, sleeps and kills: {replay})")
         return 0 if ok else 1
 

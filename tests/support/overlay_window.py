@@ -1,8 +1,8 @@
-"""A window on a stream whose frames carry overlay metadata, for tests/test_real_window.py and
+"""A window on a stream whose frames carry overlay metadata, for tests/test_window_on_screen.py and
 for the README's screenshot. Run it under a real X server (DISPLAY set):
 
-    python tests/overlay_window.py                        # prints where the red rect is, as JSON
-    python tests/overlay_window.py --shot assets/overlays.png   # the README screenshot, then exits
+    python tests/support/overlay_window.py                        # prints where the red rect is, as JSON
+    python tests/support/overlay_window.py --shot assets/overlays.png   # the README screenshot, then exits
 
 It writes a frame every 100 ms with FrameWriter.write(frame, meta=...).
 

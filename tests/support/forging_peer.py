@@ -7,7 +7,7 @@ It prints ``ready`` once its session is open; then each line ``report`` on its s
 answered with one JSON line: {"peers": N, "received": N, "sent": N}. It ends at EOF.
 Scouting is off and the only endpoint is the one given: nothing goes anywhere else.
 
-    python tests/hostile_peer.py --connect tls/127.0.0.1:7447 [--ca F --cert F --key F] [--publish KEY]
+    python tests/support/forging_peer.py --connect tls/127.0.0.1:7447 [--ca F --cert F --key F] [--publish KEY]
 """
 
 from __future__ import annotations

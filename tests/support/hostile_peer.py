@@ -1,6 +1,6 @@
 """A hostile Zenoh peer for tests/test_net_hostile.py: plain zenoh, no shmview code.
 
-    python tests/hostile_peer.py ENDPOINT
+    python tests/support/hostile_peer.py ENDPOINT
 
 connects to ENDPOINT (loopback only, multicast scouting off, listening nowhere), prints
 ``ready``, then runs one command per line of stdin (a JSON object) and prints ``ok``
