@@ -40,8 +40,9 @@ from transports import flood_shmview, latency_pipe, latency_queue, latency_shmvi
 from viewer import FrameReader, FrameWriter
 
 
-def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: float, peer_rounds: int,
-        peer_count: int) -> int:
+def run(
+    args: argparse.Namespace, rounds: int, phase: float, count: int, idle: float, peer_rounds: int, peer_count: int
+) -> int:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}; {'quick run' if args.quick else 'full run'}",
@@ -56,14 +57,27 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
         frames = frames_for(shape)
         frame, dst = frames[0], np.empty(shape, np.uint8)
         with FrameWriter("bench-cost", shape) as writer, FrameReader("bench-cost") as reader:
-            r.update(per_call_interleaved({
-                "copyto": functools.partial(np.copyto, dst, frame), "copyto_ring": cycling_copy(frame, 3),
-                "write": functools.partial(writer.write, frame), "read": reader.read,
-                "write_meta": functools.partial(writer.write, frame, meta=DETECTIONS)}, rounds, phase))
+            r.update(
+                per_call_interleaved(
+                    {
+                        "copyto": functools.partial(np.copyto, dst, frame),
+                        "copyto_ring": cycling_copy(frame, 3),
+                        "write": functools.partial(writer.write, frame),
+                        "read": reader.read,
+                        "write_meta": functools.partial(writer.write, frame, meta=DETECTIONS),
+                    },
+                    rounds,
+                    phase,
+                )
+            )
         r["hist"] = histogram_cost(frame, rounds, phase)
         n = count if shape[0] < 1000 else count // 4
-        transports = [("lat_shmview", latency_shmview), ("lat_zmq", latency_zmq), ("lat_pipe", latency_pipe),
-                      ("lat_queue", latency_queue)]
+        transports = [
+            ("lat_shmview", latency_shmview),
+            ("lat_zmq", latency_zmq),
+            ("lat_pipe", latency_pipe),
+            ("lat_queue", latency_queue),
+        ]
         medians: dict[str, list[float]] = {name: [] for name, _ in transports}
         for _ in range(3):  # rounds interleave the transports, so they share the machine's moods
             for name, fn in transports:
@@ -75,34 +89,65 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
     peer = peers(peer_rounds, peer_count)
     small, big = res["480x640x3"], res["1080x1920x3"]
 
-    def row(what: str, key: str, fmt: Callable[[float], str], ratio: str = "", target: str = "",
-            ok: bool | None = None) -> None:
-        lines.append(f"| {what} | {fmt(small[key])} | {fmt(big[key])} | {ratio} | {target} | "
-                     f"{'' if ok is None else verdict(ok)} |")
+    def row(
+        what: str, key: str, fmt: Callable[[float], str], ratio: str = "", target: str = "", ok: bool | None = None
+    ) -> None:
+        lines.append(
+            f"| {what} | {fmt(small[key])} | {fmt(big[key])} | {ratio} | {target} | "
+            f"{'' if ok is None else verdict(ok)} |"
+        )
 
     row("np.copyto one frame (floor: one destination, cache-warm)", "copyto", us, "1.00x copyto")
     ring = [r["copyto_ring"] / r["copyto"] for r in (small, big)]
-    row("np.copyto into 3 destinations in turn (a 3-slot ring's cache footprint)", "copyto_ring", us,
-        f"{ring[0]:.2f}x / {ring[1]:.2f}x copyto")
-    for key, what, limit in (("write", "FrameWriter.write", 1.3), ("read", "FrameReader.read (a new array each time)",
-                                                                     1.5)):
+    row(
+        "np.copyto into 3 destinations in turn (a 3-slot ring's cache footprint)",
+        "copyto_ring",
+        us,
+        f"{ring[0]:.2f}x / {ring[1]:.2f}x copyto",
+    )
+    for key, what, limit in (
+        ("write", "FrameWriter.write", 1.3),
+        ("read", "FrameReader.read (a new array each time)", 1.5),
+    ):
         x = [r[key] / r["copyto"] for r in (small, big)]
         row(what, key, us, f"{x[0]:.2f}x / {x[1]:.2f}x copyto", f"≤ {limit}x", max(x) <= limit)
     x = [r["write"] / r["copyto_ring"] for r in (small, big)]
-    row("FrameWriter.write against the same footprint (3 destinations in turn)", "write", us,
-        f"{x[0]:.2f}x / {x[1]:.2f}x", "", None)
+    row(
+        "FrameWriter.write against the same footprint (3 destinations in turn)",
+        "write",
+        us,
+        f"{x[0]:.2f}x / {x[1]:.2f}x",
+        "",
+        None,
+    )
     peer_rows(lines, peer, peer_rounds, peer_count)
     row("one-way latency, shmview (reader polling, read(out=...))", "lat_shmview", us)
     zmq_x, queue_x = small["lat_zmq"] / small["lat_shmview"], small["lat_queue"] / small["lat_shmview"]
-    row("one-way latency, pyzmq PUSH/PULL ipc:// zero-copy", "lat_zmq", us, f"shmview {zmq_x:.1f}x lower", "≥ 5x",
-        zmq_x >= 5)
-    row("one-way latency, mp.Pipe recv_bytes_into", "lat_pipe", us,
-        f"shmview {small['lat_pipe'] / small['lat_shmview']:.1f}x lower")
+    row(
+        "one-way latency, pyzmq PUSH/PULL ipc:// zero-copy",
+        "lat_zmq",
+        us,
+        f"shmview {zmq_x:.1f}x lower",
+        "≥ 5x",
+        zmq_x >= 5,
+    )
+    row(
+        "one-way latency, mp.Pipe recv_bytes_into",
+        "lat_pipe",
+        us,
+        f"shmview {small['lat_pipe'] / small['lat_shmview']:.1f}x lower",
+    )
     row("one-way latency, mp.Queue", "lat_queue", us, f"shmview {queue_x:.1f}x lower", "≥ 50x", queue_x >= 50)
     row("writer flooding: frames written/s", "w_fps", lambda v: f"{v:,.0f}/s")
     ratio = small["r_fps"] / small["w_fps"]
-    row("... consistent new frames read/s by one reader (read(out=...))", "r_fps", lambda v: f"{v:,.0f}/s",
-        f"{ratio:.2f}x of written", "≥ 0.5x", ratio >= 0.5)
+    row(
+        "... consistent new frames read/s by one reader (read(out=...))",
+        "r_fps",
+        lambda v: f"{v:,.0f}/s",
+        f"{ratio:.2f}x of written",
+        "≥ 0.5x",
+        ratio >= 0.5,
+    )
     row("... torn frames accepted", "torn", lambda v: f"{v:.0f}", "", "0", small["torn"] == 0 and big["torn"] == 0)
     for other, label in (("disp_qlabel", "QLabel/QPixmap + ndarray.sum()"), ("disp_pyqtgraph", "pyqtgraph")):
         if other in small:
@@ -112,16 +157,20 @@ def run(args: argparse.Namespace, rounds: int, phase: float, count: int, idle: f
     print("measuring a paced producer with 8 readers ...", file=sys.stderr)
     alone, _ = paced_rate(SIZES["480x640x3"], 100, 4 * phase + 1, 0)
     crowded, torn8 = paced_rate(SIZES["480x640x3"], 100, 4 * phase + 1, 8)
-    lines.append(f"| producer paced at 100 fps, alone / with 8 readers flooding | {alone:.1f} / {crowded:.1f} fps | | "
-                 f"{crowded / alone:.2f}x; torn {torn8} | within 10 %, 0 torn | "
-                 f"{verdict(crowded >= 0.9 * alone and torn8 == 0)} |")
+    lines.append(
+        f"| producer paced at 100 fps, alone / with 8 readers flooding | {alone:.1f} / {crowded:.1f} fps | | "
+        f"{crowded / alone:.2f}x; torn {torn8} | within 10 %, 0 torn | "
+        f"{verdict(crowded >= 0.9 * alone and torn8 == 0)} |"
+    )
     print("measuring metadata, histogram and recording ...", file=sys.stderr)
     metadata.rows(lines, res)
     recording.rows(lines, phase)
     print(f"measuring viewer CPU over {idle:g} s ...", file=sys.stderr)
     viewer_pct, producer_pct = viewer_cpu(idle)
-    lines.append(f"| viewer window at 300 ms, producer at 30 fps: CPU | {viewer_pct:.2f} % of one core | | "
-                 f"producer {producer_pct:.2f} % | < 0.3 % | {verdict(viewer_pct < 0.3)} |")
+    lines.append(
+        f"| viewer window at 300 ms, producer at 30 fps: CPU | {viewer_pct:.2f} % of one core | | "
+        f"producer {producer_pct:.2f} % | < 0.3 % | {verdict(viewer_pct < 0.3)} |"
+    )
     print(f"measuring three viewer windows, with and without overlays, over {idle:g} s x 3 ...", file=sys.stderr)
     overlay_row(lines, idle, 3)
     write_table(lines, args.out)

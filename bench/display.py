@@ -15,6 +15,7 @@ from viewer import FrameReader, FrameWriter
 
 # ---- display, offscreen -------------------------------------------------------------------
 
+
 def display_costs(shape, rounds, seconds):
     """Seconds per refresh of a new frame, painted: shmview's panel, QLabel+sum, pyqtgraph."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -66,6 +67,7 @@ def display_costs(shape, rounds, seconds):
             except ImportError:
                 pass
             else:
+
                 class CountingImageItem(pg.ImageItem):
                     paints = 0
 
@@ -103,14 +105,19 @@ def display_costs(shape, rounds, seconds):
 
 # ---- idle CPU of a real viewer process ----------------------------------------------------
 
+
 def viewer_cpu(seconds: float) -> tuple[float, float]:
     """% of one core used by `shmview view` (300 ms) and by a 30 fps producer over `seconds`."""
     import psutil
 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     cli = [sys.executable, "-m", "viewer"]
-    producer = subprocess.Popen([*cli, "produce", "synthetic", "--name", "bench-idle", "--pattern", "solid",
-                                 "--fps", "30"], stdout=subprocess.PIPE, text=True, env=env)
+    producer = subprocess.Popen(
+        [*cli, "produce", "synthetic", "--name", "bench-idle", "--pattern", "solid", "--fps", "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert producer.stdout is not None and "ready" in producer.stdout.readline()
     viewer = subprocess.Popen([*cli, "view", "bench-idle"], env=env, stderr=subprocess.DEVNULL)
     try:

@@ -25,6 +25,7 @@ ACK = struct.Struct("<q")  # a CLOCK_MONOTONIC stamp or a frame index, between p
 
 # ---- timing helpers ------------------------------------------------------------------------
 
+
 def per_call(fn: Callable[[], object], rounds: int, seconds: float) -> float:
     """Median over rounds of the mean seconds per call (each round about `seconds` long)."""
     return per_call_interleaved({"fn": fn}, rounds, seconds)["fn"]
@@ -84,6 +85,7 @@ def cycling_copy(frame: np.ndarray, count: int) -> Callable[[], None]:
     def copy() -> None:
         np.copyto(dsts[turn[0] % count], frame)
         turn[0] += 1
+
     return copy
 
 
@@ -99,6 +101,7 @@ def start(target, *args) -> mp.Process:
 
 
 # ---- the table ------------------------------------------------------------------------------
+
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} µs"
@@ -116,6 +119,7 @@ def write_table(lines: list[str], out: Path | None) -> None:
 
 
 # ---- command line -----------------------------------------------------------------------------
+
 
 def main(description: str, run: Callable[..., int], overlays_only: Callable[[float], int]) -> int:
     parser = argparse.ArgumentParser(description=description)

@@ -60,8 +60,16 @@ def child() -> None:
         frame, dst = np.random.default_rng(0).integers(0, 256, shape, np.uint8), np.empty(shape, np.uint8)
         with FrameWriter("hot-path", shape) as w, FrameReader("hot-path") as r:
             w.write(frame)
-            t = _per_call({"copyto": partial(np.copyto, dst, frame), "write": partial(w.write, frame),
-                           "read_out": partial(r.read, out=dst), "read": r.read}, 5, 0.2)
+            t = _per_call(
+                {
+                    "copyto": partial(np.copyto, dst, frame),
+                    "write": partial(w.write, frame),
+                    "read_out": partial(r.read, out=dst),
+                    "read": r.read,
+                },
+                5,
+                0.2,
+            )
         result[label] = t
     print(json.dumps(result))
 
@@ -77,15 +85,19 @@ def main() -> int:
         for _ in range(args.rounds):
             for tree in trees:
                 env = {**os.environ, "PYTHONPATH": str(tree), "SHMVIEW_REGISTRY": registry}
-                out = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True,
-                                     text=True, check=True).stdout
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, check=True
+                ).stdout
                 runs[tree].append(json.loads(out))
     print("| tree | frame | copyto | write() | read(out=) | read() |\n|---|---|---|---|---|---|")
     for tree, results in runs.items():
         for label in SHAPES:
             copy = statistics.median(r[label]["copyto"] for r in results)
-            cells = [f"{statistics.median(r[label][k] for r in results) * 1e6:.2f} us "
-                     f"({statistics.median(r[label][k] / r[label]['copyto'] for r in results):.2f}x)" for k in KEYS]
+            cells = [
+                f"{statistics.median(r[label][k] for r in results) * 1e6:.2f} us "
+                f"({statistics.median(r[label][k] / r[label]['copyto'] for r in results):.2f}x)"
+                for k in KEYS
+            ]
             print(f"| {tree} | {label} | {copy * 1e6:.2f} us | " + " | ".join(cells) + " |")
     return 0
 

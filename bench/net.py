@@ -71,6 +71,7 @@ def pace(fps: float, stop, step) -> None:
 
 # ---- shmview --------------------------------------------------------------------------------
 
+
 def shm_producer(name: str, shape, fps: float, stop, registry: str) -> None:
     os.environ["SHMVIEW_REGISTRY"] = registry
     from viewer import FrameWriter
@@ -89,11 +90,27 @@ def shm_run(shape, codec: str, fps: float, seconds: float, registry: str) -> tup
     prod = SPAWN.Process(target=shm_producer, args=("src", shape, fps, stop, registry))
     prod.start()
     cmd = [sys.executable, "-m", "viewer"]
-    share = subprocess.Popen([*cmd, "share", "src", "--listen", f"tcp/127.0.0.1:{port}", "--host-id", "b",
-                              "--codec", codec, "--quality", str(QUALITY), "--insecure"],
-                             env=env, stdout=subprocess.DEVNULL)
-    bridge = subprocess.Popen([*cmd, "bridge", "--connect", f"tcp/127.0.0.1:{port}", "--insecure"], env=env,
-                              stdout=subprocess.DEVNULL)
+    share = subprocess.Popen(
+        [
+            *cmd,
+            "share",
+            "src",
+            "--listen",
+            f"tcp/127.0.0.1:{port}",
+            "--host-id",
+            "b",
+            "--codec",
+            codec,
+            "--quality",
+            str(QUALITY),
+            "--insecure",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    bridge = subprocess.Popen(
+        [*cmd, "bridge", "--connect", f"tcp/127.0.0.1:{port}", "--insecure"], env=env, stdout=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -133,6 +150,7 @@ def receive(reader, seconds: float) -> tuple[list[float], float]:
 
 
 # ---- imagezmq -------------------------------------------------------------------------------
+
 
 def zmq_sender(port: int, shape, codec: str, fps: float, stop) -> None:
     import cv2
@@ -187,6 +205,7 @@ def zmq_run(shape, codec: str, fps: float, seconds: float) -> tuple[list[float],
 
 
 # ---- report ---------------------------------------------------------------------------------
+
 
 def row(system: str, size: str, codec: str, lat: list[float], fps30: float, fps_max: float) -> str:
     med = statistics.median(lat) if lat else float("nan")

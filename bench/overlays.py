@@ -33,13 +33,13 @@ def worst_overlay(k: int, shape: tuple[int, ...] = (480, 640, 3), *, long_labels
     polygons = (MAX_POINTS - 2 * MAX_SHAPES) // (vertices - 2)
     items = [{"polygon": [[0 if j % 2 else w, (k + i + 7 * j) % h] for j in range(vertices)]} for i in range(polygons)]
     items += [{"line": [0, (k + i) % h, w, h - (k + i) % h]} for i in range(MAX_SHAPES - polygons)]
-    labelled = items[-(MAX_CHARS // MAX_TEXT):] if long_labels else items[-MAX_TEXTS:]
+    labelled = items[-(MAX_CHARS // MAX_TEXT) :] if long_labels else items[-MAX_TEXTS:]
     for item in labelled:
         item["label"] = "W" * (MAX_CHARS // len(labelled))
     room = OVERLAY_META_BYTES - len(orjson.dumps({"overlay": items}))
     items += [{"line": [0, i % h, w, h - i % h]} for i in range(room // 20)]  # each ~25 bytes: too many
     while len(orjson.dumps({"overlay": items})) > OVERLAY_META_BYTES:
-        del items[-max(1, (len(orjson.dumps({"overlay": items})) - OVERLAY_META_BYTES) // 30):]
+        del items[-max(1, (len(orjson.dumps({"overlay": items})) - OVERLAY_META_BYTES) // 30) :]
     return {"overlay": items}
 
 
@@ -80,8 +80,13 @@ def overlay_cpu(seconds: float, rounds: int) -> dict[str, float]:
             writers.append(start(_overlay_writer, name, ready, stop))
             ready.wait(60)
             ready.clear()
-            viewers.append(subprocess.Popen([sys.executable, "-m", "viewer", "view", name, "--interval-ms", "300"],
-                                            env=env, stderr=subprocess.DEVNULL))
+            viewers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "viewer", "view", name, "--interval-ms", "300"],
+                    env=env,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         time.sleep(3.0)  # start-up: imports, first paint
         procs = {name: psutil.Process(v.pid) for name, v in zip(OVERLAY_MODES, viewers, strict=True)}
         samples = []
@@ -104,7 +109,9 @@ def overlay_cpu(seconds: float, rounds: int) -> dict[str, float]:
 
 def overlay_row(lines: list[str], seconds: float, rounds: int) -> None:
     cpu = overlay_cpu(seconds, rounds)
-    lines.append(f"| viewer window at 300 ms, 30 fps stream with 64 KiB of worst-case overlays per frame: CPU | "
-                 f"{cpu['bench-overlaid']:.2f} % of one core | | {cpu['x_plain']:.2f}x the same window on frames "
-                 f"without metadata ({cpu['bench-plain']:.2f} %); {cpu['x_meta']:.2f}x on frames with the same "
-                 f"64 KiB under another key ({cpu['bench-meta']:.2f} %) | ≤ 3x | {verdict(cpu['x_plain'] <= 3)} |")
+    lines.append(
+        f"| viewer window at 300 ms, 30 fps stream with 64 KiB of worst-case overlays per frame: CPU | "
+        f"{cpu['bench-overlaid']:.2f} % of one core | | {cpu['x_plain']:.2f}x the same window on frames "
+        f"without metadata ({cpu['bench-plain']:.2f} %); {cpu['x_meta']:.2f}x on frames with the same "
+        f"64 KiB under another key ({cpu['bench-meta']:.2f} %) | ≤ 3x | {verdict(cpu['x_plain'] <= 3)} |"
+    )

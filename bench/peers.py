@@ -58,9 +58,16 @@ def _iox_service(nbytes: int, service_name: str, prefix: str, root: str) -> tupl
     cfg.global_cfg.prefix = iox2.FileName.new(prefix)
     cfg.global_cfg.root_path = iox2.Path.new(root)
     node = iox2.NodeBuilder.new().config(cfg).create(iox2.ServiceType.Ipc)
-    service = (node.service_builder(iox2.ServiceName.new(service_name)).publish_subscribe(ctypes.c_uint8 * nbytes)
-               .user_header(Header).history_size(0).subscriber_max_buffer_size(4)
-               .subscriber_max_borrowed_samples(2).enable_safe_overflow(True).open_or_create())
+    service = (
+        node.service_builder(iox2.ServiceName.new(service_name))
+        .publish_subscribe(ctypes.c_uint8 * nbytes)
+        .user_header(Header)
+        .history_size(0)
+        .subscriber_max_buffer_size(4)
+        .subscriber_max_borrowed_samples(2)
+        .enable_safe_overflow(True)
+        .open_or_create()
+    )
     return node, service
 
 
@@ -74,16 +81,19 @@ def _payload(sample: object, shape: tuple[int, ...]) -> np.ndarray:
 def _shm_sender(system: str, shape, where, frames):
     writer = FrameWriter(where, shape)
     if system == "shm_loan":
+
         def send(k: int) -> int:
             t = time.monotonic_ns()
             with writer.loan() as pixels:
                 pixels.fill(_fill_value(k))
             return t
     else:
+
         def send(k: int) -> int:
             t = time.monotonic_ns()
             writer.write(frames[k % len(frames)])
             return t
+
     return send, writer.close
 
 
@@ -102,6 +112,7 @@ def _iox_sender(system: str, shape, where, frames):
         sample.user_header().contents.index = k
         sample.assume_init().send()
         return t
+
     return send, lambda: (publisher, service, node)  # dropped with the process
 
 
@@ -116,6 +127,7 @@ def _zmq_sender(system: str, shape, where, frames):
         t = time.monotonic_ns()
         sock.send_multipart([ACK.pack(k), frames[k % len(frames)]], copy=False)
         return t
+
     return send, lambda: sock.close(linger=0)
 
 
@@ -162,6 +174,7 @@ def _shm_taker(system, shape, where, cv2):
         k, t1, total = reader.apply(use)
         seen[0] = k + 1
         return k, t1, time.monotonic_ns(), total
+
     return (take_copy if system == "shm_copy" else take_zero), reader.close
 
 
@@ -185,6 +198,7 @@ def _iox_taker(system, shape, where, cv2):
         del image
         newest.delete()
         return k, t1, t2, total
+
     return take, lambda: (subscriber, service, node)
 
 
@@ -208,6 +222,7 @@ def _zmq_taker(system, shape, where, cv2):
         t1 = time.monotonic_ns()
         total = _sum_of(cv2, image)
         return ACK.unpack(parts[0].bytes)[0], t1, time.monotonic_ns(), total
+
     return take, lambda: sock.close(linger=0)
 
 
@@ -239,8 +254,11 @@ def _peer_reader(system, shape, count, where, deadline_s, ready, result):
 def peer_round(system: str, shape: tuple[int, ...], pace: float, count: int, tag: str) -> dict[str, float]:
     """One writer/reader pair: median one-way and frame-to-sum latency (seconds), frames seen,
     sums that were wrong."""
-    where: object = {"shm": f"bench-peer-{tag}", "zmq": f"ipc://{tempfile.gettempdir()}/shmview-bench-{tag}.ipc",
-                     "iox": (f"shmview-bench/{tag}", _IOX_PREFIX, _iox_root())}[system[:3]]
+    where: object = {
+        "shm": f"bench-peer-{tag}",
+        "zmq": f"ipc://{tempfile.gettempdir()}/shmview-bench-{tag}.ipc",
+        "iox": (f"shmview-bench/{tag}", _IOX_PREFIX, _iox_root()),
+    }[system[:3]]
     ready_w, ready_r, go, done = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
     wq, rq = SPAWN.Queue(), SPAWN.Queue()
     writer = start(_peer_writer, system, shape, count, pace, where, ready_w, go, done, wq)
@@ -260,9 +278,12 @@ def peer_round(system: str, shape: tuple[int, ...], pace: float, count: int, tag
         if system == "zmq":
             Path(str(where).removeprefix("ipc://")).unlink(missing_ok=True)  # libzmq leaves it
     used = [g for g in got if g[0] >= count // 10]  # the first tenth is warm-up
-    return {"one_way": statistics.median((t1 - stamps[k]) / 1e9 for k, t1, _, _ in used),
-            "to_sum": statistics.median((t2 - stamps[k]) / 1e9 for k, _, t2, _ in used),
-            "seen": len(got), "bad": sum(not ok for *_, ok in got)}
+    return {
+        "one_way": statistics.median((t1 - stamps[k]) / 1e9 for k, t1, _, _ in used),
+        "to_sum": statistics.median((t2 - stamps[k]) / 1e9 for k, _, t2, _ in used),
+        "seen": len(got),
+        "bad": sum(not ok for *_, ok in got),
+    }
 
 
 def _iox_root() -> str:
@@ -290,30 +311,43 @@ def peers(rounds: int, count: int) -> dict[str, dict[str, dict[str, float]]]:
                     per[label][system].append(peer_round(system, shape, PACE_S[label], n, f"{r}-{label}-{i}"))
     finally:
         clean_iox()
-    return {label: {system: {key: statistics.median(x[key] for x in runs) if key in ("one_way", "to_sum")
-                             else sum(x[key] for x in runs) for key in runs[0]}
-                    for system, runs in systems.items()} for label, systems in per.items()}
-
-
+    return {
+        label: {
+            system: {
+                key: statistics.median(x[key] for x in runs)
+                if key in ("one_way", "to_sum")
+                else sum(x[key] for x in runs)
+                for key in runs[0]
+            }
+            for system, runs in systems.items()
+        }
+        for label, systems in per.items()
+    }
 
 
 def peer_rows(lines: list[str], peer: dict[str, dict[str, dict[str, float]]], rounds: int, count: int) -> None:
     """The peer section: latencies, then the targets as ratios within this run."""
     a, b = peer["480x640x3"], peer["1080x1920x3"]
-    lines.append(f"| **peers, interleaved** ({rounds} rounds x {count} / {count // 2} frames, writer paced "
-                 f"{PACE_S['480x640x3'] * 1e3:g} / {PACE_S['1080x1920x3'] * 1e3:g} ms, reader spinning) "
-                 "| one-way / frame-to-sum | | | | |")
+    lines.append(
+        f"| **peers, interleaved** ({rounds} rounds x {count} / {count // 2} frames, writer paced "
+        f"{PACE_S['480x640x3'] * 1e3:g} / {PACE_S['1080x1920x3'] * 1e3:g} ms, reader spinning) "
+        "| one-way / frame-to-sum | | | | |"
+    )
     for key, what in PEERS.items():
         bad = a[key]["bad"] + b[key]["bad"]
         notes = f"frames seen {a[key]['seen']:.0f} / {b[key]['seen']:.0f}, wrong sums {bad:.0f}"
-        lines.append(f"| {what} | {us(a[key]['one_way'])} / {us(a[key]['to_sum'])} | "
-                     f"{us(b[key]['one_way'])} / {us(b[key]['to_sum'])} | {notes} | | |")
+        lines.append(
+            f"| {what} | {us(a[key]['one_way'])} / {us(a[key]['to_sum'])} | "
+            f"{us(b[key]['one_way'])} / {us(b[key]['to_sum'])} | {notes} | | |"
+        )
 
     def ratio(what: str, x: list[float], target: str, ok: bool) -> None:
         lines.append(f"| {what} | {x[0]:.2f}x | {x[1]:.2f}x | | {target} | {verdict(ok)} |")
 
-    for mine, theirs, name in (("shm_zero", "iox", "shmview zero-copy / iceoryx2"),
-                               ("shm_loan", "iox_loan", "shmview loan / iceoryx2 loan (in place)")):
+    for mine, theirs, name in (
+        ("shm_zero", "iox", "shmview zero-copy / iceoryx2"),
+        ("shm_loan", "iox_loan", "shmview loan / iceoryx2 loan (in place)"),
+    ):
         for lat, what in (("one_way", "one-way"), ("to_sum", "frame-to-sum")):
             x = [p[mine][lat] / p[theirs][lat] for p in (a, b)]
             ratio(f"{name}, {what}", x, "≤ 1.0x at both sizes", max(x) <= 1.0)

@@ -31,10 +31,11 @@ def recording_rate(frame: np.ndarray, compression: str, seconds: float) -> float
             sink.close()
 
 
-
 def rows(lines: list[str], phase: float) -> None:
     for compression in ("zstd", "lz4", "none"):
         rates = [recording_rate(frames_for(shape)[0], compression, 4 * phase + 1) for shape in SIZES.values()]
-        lines.append(f"| shmview record to MCAP ({compression}): frames/s the writer takes | {rates[0]:,.0f}/s | "
-                     f"{rates[1]:,.0f}/s | | ≥ 60 / ≥ 30 with zstd | "
-                     f"{verdict(rates[0] >= 60 and rates[1] >= 30) if compression == 'zstd' else ''} |")
+        lines.append(
+            f"| shmview record to MCAP ({compression}): frames/s the writer takes | {rates[0]:,.0f}/s | "
+            f"{rates[1]:,.0f}/s | | ≥ 60 / ≥ 30 with zstd | "
+            f"{verdict(rates[0] >= 60 and rates[1] >= 30) if compression == 'zstd' else ''} |"
+        )

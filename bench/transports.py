@@ -21,6 +21,7 @@ from viewer import FrameReader, FrameWriter
 # CLOCK_MONOTONIC time when it holds a usable array (lock-step), or counts what it gets in
 # `seconds` (flood).
 
+
 def _queue_rx(q, ack, count):
     for _ in range(count):
         q.get()
@@ -62,8 +63,13 @@ def _shm_rx(name, ack, count):
             ack.send_bytes(ACK.pack(time.monotonic_ns()))
 
 
-def lock_step(start_rx: Callable[[object, int], mp.Process], send: Callable[[np.ndarray], None],
-              frames: list[np.ndarray], count: int, handshake: bool = False) -> list[float]:
+def lock_step(
+    start_rx: Callable[[object, int], mp.Process],
+    send: Callable[[np.ndarray], None],
+    frames: list[np.ndarray],
+    count: int,
+    handshake: bool = False,
+) -> list[float]:
     ack_rx, ack_tx = SPAWN.Pipe(duplex=False)
     proc = start_rx(ack_tx, count)
     if handshake:
@@ -87,8 +93,9 @@ def latency_pipe(frames, count):
     rx, tx = SPAWN.Pipe()  # the default: a socketpair (duplex=False would be a 64 KiB os.pipe)
     nbytes = frames[0].nbytes
     # send_bytes() takes len() of a memoryview, which is the first dimension: send flat bytes
-    return lock_step(lambda ack, n: start(_pipe_rx, rx, ack, n, nbytes),
-                     lambda f: tx.send_bytes(f.reshape(-1)), frames, count)
+    return lock_step(
+        lambda ack, n: start(_pipe_rx, rx, ack, n, nbytes), lambda f: tx.send_bytes(f.reshape(-1)), frames, count
+    )
 
 
 def latency_zmq(frames, count):
@@ -99,8 +106,13 @@ def latency_zmq(frames, count):
     sock.set_hwm(2)
     sock.bind(address)
     try:
-        return lock_step(lambda ack, n: start(_zmq_rx, address, ack, n, frames[0].shape),
-                         lambda f: sock.send(f, copy=False), frames, count, handshake=True)
+        return lock_step(
+            lambda ack, n: start(_zmq_rx, address, ack, n, frames[0].shape),
+            lambda f: sock.send(f, copy=False),
+            frames,
+            count,
+            handshake=True,
+        )
     finally:
         sock.close(linger=0)
         Path(address.removeprefix("ipc://")).unlink(missing_ok=True)  # libzmq leaves the socket file
@@ -108,12 +120,13 @@ def latency_zmq(frames, count):
 
 def latency_shmview(frames, count):
     with FrameWriter("bench-latency", frames[0].shape) as writer:
-        return lock_step(lambda ack, n: start(_shm_rx, "bench-latency", ack, n), writer.write, frames, count,
-                         handshake=True)
-
+        return lock_step(
+            lambda ack, n: start(_shm_rx, "bench-latency", ack, n), writer.write, frames, count, handshake=True
+        )
 
 
 # ---- shmview flooding: writer as fast as it can, one reader as fast as it can ----------------
+
 
 def _flood_writer(name, shape, ready, stop, result):
     values = [np.full(shape, v, np.uint8) for v in range(8)]

@@ -12,10 +12,14 @@ from viewer.errors import SourceError
 # cv2.cvtColor codes from (source layout, stream format). Source layouts: GRAY (2-D or
 # 1 channel), and the source's colour order with 3 or 4 channels.
 _CODES = {
-    ("BGR", "GRAY"): cv2.COLOR_BGR2GRAY, ("BGRA", "GRAY"): cv2.COLOR_BGRA2GRAY,
-    ("RGB", "GRAY"): cv2.COLOR_RGB2GRAY, ("RGBA", "GRAY"): cv2.COLOR_RGBA2GRAY,
-    ("GRAY", "BGR"): cv2.COLOR_GRAY2BGR, ("BGRA", "BGR"): cv2.COLOR_BGRA2BGR,
-    ("RGB", "BGR"): cv2.COLOR_RGB2BGR, ("RGBA", "BGR"): cv2.COLOR_RGBA2BGR,
+    ("BGR", "GRAY"): cv2.COLOR_BGR2GRAY,
+    ("BGRA", "GRAY"): cv2.COLOR_BGRA2GRAY,
+    ("RGB", "GRAY"): cv2.COLOR_RGB2GRAY,
+    ("RGBA", "GRAY"): cv2.COLOR_RGBA2GRAY,
+    ("GRAY", "BGR"): cv2.COLOR_GRAY2BGR,
+    ("BGRA", "BGR"): cv2.COLOR_BGRA2BGR,
+    ("RGB", "BGR"): cv2.COLOR_RGB2BGR,
+    ("RGBA", "BGR"): cv2.COLOR_RGBA2BGR,
 }
 DTYPES = ("uint8", "uint16", "float32", "float64")
 _FULL_SCALE = {"uint8": 255, "uint16": 65535}  # integer samples span their whole range
@@ -93,9 +97,7 @@ def _checked(frame: object, source: str) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise SourceError(f"{source} gave a {type(frame).__name__}, not a numpy array", source=source)
     if frame.dtype.name not in DTYPES:
-        raise SourceError(
-            f"{source} gave {frame.dtype} frames; a stream carries {', '.join(DTYPES)}", source=source
-        )
+        raise SourceError(f"{source} gave {frame.dtype} frames; a stream carries {', '.join(DTYPES)}", source=source)
     return frame
 
 

@@ -30,8 +30,9 @@ def _first_frame(source: FrameSource, stop: Stop) -> np.ndarray | None:
     return None
 
 
-def _check_room_early(name: str, source: FrameSource, size: tuple[int, int] | None,
-                      channels: int | None, slots: int) -> None:
+def _check_room_early(
+    name: str, source: FrameSource, size: tuple[int, int] | None, channels: int | None, slots: int
+) -> None:
     """Refuse a stream that cannot fit in /dev/shm before any frame is made: a huge first
     frame takes seconds and gigabytes to produce, and a producer busy with it cannot even
     be stopped. Uses what is known beforehand, at its smallest (uint8, 1 channel unless told)."""
@@ -104,4 +105,3 @@ def serve(
             written = run(source, writer, fps=rate, frames=frames, stop=stopping, convert=fit, first=first)
         print(_stopped_line(name, stopping, written, frames), file=out, flush=True)
         return written
-

@@ -158,8 +158,9 @@ print("ok")
 
 @pytest.mark.parametrize("size", [0, 64, 200])
 def test_every_look_at_a_shrunk_block_is_an_error_not_sigbus(size):
-    done = subprocess.run([sys.executable, "-c", TRUNCATED_STATE, str(size)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", TRUNCATED_STATE, str(size)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 

@@ -30,15 +30,27 @@ def test_invalid_names_exit_2_at_once_for_producers_and_viewers(name):
 
 @pytest.mark.parametrize(
     "argv",
-    [["produce", "synthetic"], ["view"], ["bogus"], ["produce", "synthetic", "--name", "x", "--size", "big"],
-     ["view", "x", "--raw-shape", "1,a"], ["view", "x", "--count", "0"],
-     ["produce", "synthetic", "--name", "x", "--fps", "-5"], ["produce", "synthetic", "--name", "x", "--fps", "nan"],
-     ["produce", "synthetic", "--name", "x", "--slots", "0"], ["produce", "synthetic", "--name", "x", "--slots", "65"],
-     ["produce", "synthetic", "--name", "x", "--frames", "0"], ["produce", "folder", "--name", "x", "--path", ".",
-                                                                 "--threads", "0"],
-     ["produce", "video", "--name", "x", "--path", "v", "--fps", "inf"], ["view", "x", "--timeout", "-1"],
-     ["view", "x", "--interval-ms", "0"], ["view", "x", "--levels", "5,1"], ["view", "x", "--raw-shape", "2,2,9"],
-     ["view", "x", "--raw-shape", "2,2", "--dtype", "int64"], ["produce", "synthetic", "--name", "x", "--size", "0x5"]],
+    [
+        ["produce", "synthetic"],
+        ["view"],
+        ["bogus"],
+        ["produce", "synthetic", "--name", "x", "--size", "big"],
+        ["view", "x", "--raw-shape", "1,a"],
+        ["view", "x", "--count", "0"],
+        ["produce", "synthetic", "--name", "x", "--fps", "-5"],
+        ["produce", "synthetic", "--name", "x", "--fps", "nan"],
+        ["produce", "synthetic", "--name", "x", "--slots", "0"],
+        ["produce", "synthetic", "--name", "x", "--slots", "65"],
+        ["produce", "synthetic", "--name", "x", "--frames", "0"],
+        ["produce", "folder", "--name", "x", "--path", ".", "--threads", "0"],
+        ["produce", "video", "--name", "x", "--path", "v", "--fps", "inf"],
+        ["view", "x", "--timeout", "-1"],
+        ["view", "x", "--interval-ms", "0"],
+        ["view", "x", "--levels", "5,1"],
+        ["view", "x", "--raw-shape", "2,2,9"],
+        ["view", "x", "--raw-shape", "2,2", "--dtype", "int64"],
+        ["produce", "synthetic", "--name", "x", "--size", "0x5"],
+    ],
     ids=str,
 )
 def test_usage_errors_exit_2_with_one_line(argv, capsys):
@@ -48,6 +60,7 @@ def test_usage_errors_exit_2_with_one_line(argv, capsys):
 
 
 # Words and help ------------------------------------------------------------------------------
+
 
 def test_sizes_read_width_by_height_for_people():
     with producer("wxh", *SMALL):
@@ -81,20 +94,24 @@ def test_every_option_has_help_and_every_default_is_shown():
 
 def _failing_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """`shmview list` raises ``error`` where it would look for streams."""
+
     def fail() -> list:
         raise error
 
     monkeypatch.setattr(listing, "stream_rows", fail)
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (UsageError("shmview list: error: told so"), 2),
-    (InvalidNameError("told so"), 2),
-    (StreamNotFoundError("told so"), 3),
-    (SourceNotFoundError("told so"), 3),
-    (ShmviewError("told so"), 1),
-    (PermissionError("told so"), 1),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UsageError("shmview list: error: told so"), 2),
+        (InvalidNameError("told so"), 2),
+        (StreamNotFoundError("told so"), 3),
+        (SourceNotFoundError("told so"), 3),
+        (ShmviewError("told so"), 1),
+        (PermissionError("told so"), 1),
+    ],
+)
 def test_main_turns_the_projects_own_errors_into_exit_codes(monkeypatch, capsys, error, code):
     _failing_with(monkeypatch, error)
     assert main(["list"]) == code

@@ -21,8 +21,9 @@ def test_demo_runs_a_producer_and_a_headless_viewer():
 
 def test_without_a_display_the_demo_says_so_and_runs_headless():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    demo = subprocess.Popen([*CLI_CMD, "demo", "--name", "nodisplay"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    demo = subprocess.Popen(
+        [*CLI_CMD, "demo", "--name", "nodisplay"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert read_line(demo).startswith("stream nodisplay ready")
         wait_for(lambda: " live " in read_line(demo), what="text lines instead of a window")
@@ -52,8 +53,11 @@ def test_kill_9_of_the_demo_takes_its_producer_with_it():
         (child,) = [p for p in psutil.Process(demo.pid).children() if "produce" in " ".join(p.cmdline())]
         demo.kill()
         demo.wait()
-        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=10,
-                 what="the demo's producer to stop")
+        wait_for(
+            lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+            timeout=10,
+            what="the demo's producer to stop",
+        )
         wait_for(lambda: "demo-k9" not in cli("list").stdout, timeout=10, what="its stream gone")
     finally:
         stop(demo)

@@ -39,8 +39,15 @@ def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
 
 
 @pytest.mark.parametrize(
-    "content", [b"{not json", b"\xff\xfe\x00", b'{"name": "x", "block": "../etc", "pid": 1, "created_ns": 1}',
-                b'{"name": "x", "block": "psm_1", "pid": 99999999999, "created_ns": 1}', b"[1, 2]", b"x" * 100_000]
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe\x00",
+        b'{"name": "x", "block": "../etc", "pid": 1, "created_ns": 1}',
+        b'{"name": "x", "block": "psm_1", "pid": 99999999999, "created_ns": 1}',
+        b"[1, 2]",
+        b"x" * 100_000,
+    ],
 )
 def test_a_corrupt_registry_record_is_skipped_by_list(content):
     bad = registry_dir() / "bogus.json"

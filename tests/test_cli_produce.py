@@ -30,8 +30,20 @@ def test_producer_stops_by_itself_after_n_frames():
 
 def test_a_stream_too_big_for_shared_memory_is_refused_before_any_frame():
     synthetic = cli("produce", "synthetic", "--name", "huge", "--size", "16384x16384", "--slots", "64")
-    folder = cli("produce", "folder", "--name", "huge", "--path", "/nonexistent", "--size", "16384x16384",
-                 "--channels", "3", "--slots", "64")  # refused before the folder is even looked at
+    folder = cli(
+        "produce",
+        "folder",
+        "--name",
+        "huge",
+        "--path",
+        "/nonexistent",
+        "--size",
+        "16384x16384",
+        "--channels",
+        "3",
+        "--slots",
+        "64",
+    )  # refused before the folder is even looked at
     for done in (synthetic, folder):
         assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot allocate" in done.stderr
         assert done.stdout == ""

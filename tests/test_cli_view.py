@@ -66,6 +66,7 @@ def test_raw_mode_reads_a_bare_block_from_a_plain_numpy_program():
 
 # Bad input: one line on stderr, the documented exit code, and nothing else harmed.
 
+
 def test_unknown_stream_exits_3_and_names_the_live_ones():
     with producer("alive", *SMALL):
         done = cli("view", "missing", "--headless", "--timeout", "0.3")
@@ -133,8 +134,10 @@ def test_viewer_waits_for_a_stream_that_appears_later():
 
 # Machine-readable output and automation ------------------------------------------------------
 
+
 def _strict(text: str) -> list[dict]:
     """JSON lines as a strict parser (JSON.parse) reads them: NaN and Infinity are errors."""
+
     def refuse(word: str) -> None:
         raise AssertionError(f"not strict JSON: {word}")
 

@@ -12,10 +12,18 @@ from producers.convert import Conformer, to_dtype
 from viewer import SourceError
 
 
-@pytest.mark.parametrize(("value", "dtype", "expected"), [
-    (0.5, "uint8", 128), (1.0, "uint16", 65535), (2.0, "uint8", 255), (math.nan, "uint8", 0),
-    (4000, "uint8", 16), (255, "float32", 1.0), (65535, "float64", 1.0),
-])
+@pytest.mark.parametrize(
+    ("value", "dtype", "expected"),
+    [
+        (0.5, "uint8", 128),
+        (1.0, "uint16", 65535),
+        (2.0, "uint8", 255),
+        (math.nan, "uint8", 0),
+        (4000, "uint8", 16),
+        (255, "float32", 1.0),
+        (65535, "float64", 1.0),
+    ],
+)
 def test_one_dtype_convention_for_frames_of_another_dtype(value, dtype, expected):
     source_dtype = "uint16" if value == 4000 or value == 65535 else ("uint8" if value == 255 else "float32")
     frame = np.full((2, 2), value, source_dtype)
@@ -24,6 +32,7 @@ def test_one_dtype_convention_for_frames_of_another_dtype(value, dtype, expected
 
 
 # Conversion -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("frame", "order", "expected"),

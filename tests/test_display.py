@@ -22,8 +22,9 @@ def test_a_stale_display_falls_back_to_text_with_one_line_saying_why():
     n = _free_x_display()
     env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["DISPLAY"] = f":{n}"
-    done = subprocess.run([*CLI_CMD, "view", "nowhere", "--timeout", "0.2"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [*CLI_CMD, "view", "nowhere", "--timeout", "0.2"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 3  # as text: the stream is not there; Qt never aborted (134)
     first = done.stderr.splitlines()[0]
     assert first == f"shmview: no display: cannot connect to X server :{n}; showing the stream as text"
@@ -62,8 +63,9 @@ def test_a_display_that_never_answers_or_a_platform_qt_lacks_falls_back_to_text(
         deaf_server.bind(f"/tmp/.X11-unix/X{n}")
         deaf_server.listen()
         try:
-            done = subprocess.run([*CLI_CMD, "view", "nowhere", "--timeout", "0.2"], env=env, capture_output=True,
-                                  text=True, timeout=60)
+            done = subprocess.run(
+                [*CLI_CMD, "view", "nowhere", "--timeout", "0.2"], env=env, capture_output=True, text=True, timeout=60
+            )
         finally:
             Path(f"/tmp/.X11-unix/X{n}").unlink()
     assert done.returncode == 3, done.stderr

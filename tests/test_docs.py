@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Which page holds which examples, in order: a page that loses or reorders one fails loudly.
 EXAMPLES = {
     "README.md": ["test_first.py"],
-    "docs/testing.md": ["test_producer_sums.py", "test_restart.py", "myproject/ramp.py", "test_ramp.py",
-                        "test_unittest_style.py"],
+    "docs/testing.md": [
+        "test_producer_sums.py",
+        "test_restart.py",
+        "myproject/ramp.py",
+        "test_ramp.py",
+        "test_unittest_style.py",
+    ],
 }
 EXAMPLE = re.compile(r"<!-- test-example: (\S+) -->\s*```python\n(.*?)```", re.S)
 LINK = re.compile(r"!?\[(?:[^\]]|\n)*?\]\(([^)\s]+)\)")

@@ -33,8 +33,10 @@ def _record(writer: FrameWriter, reader: FrameReader, produce) -> list[np.ndarra
         original(*args, **kwargs)
         seen.append(reader.read().image)
 
-    with mock.patch.object(writer, "_publish", side_effect=publish_and_look), \
-            mock.patch.object(writer, "write", side_effect=AssertionError("copied, not filled in place")):
+    with (
+        mock.patch.object(writer, "_publish", side_effect=publish_and_look),
+        mock.patch.object(writer, "write", side_effect=AssertionError("copied, not filled in place")),
+    ):
         produce()
     return seen
 

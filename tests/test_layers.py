@@ -81,7 +81,8 @@ def under(name: str, *prefixes: str) -> bool:
 
 def violations(importers: tuple[str, ...], forbidden: tuple[str, ...], *, exempt: tuple[str, ...] = ()) -> list[str]:
     return sorted(
-        str(i) for i in all_imports()
+        str(i)
+        for i in all_imports()
         if under(i.module, *importers) and not under(i.module, *exempt) and under(i.target, *forbidden)
     )
 
@@ -102,7 +103,8 @@ BOTTOM = ("viewer.errors", "viewer.signals", "viewer.quiet")
 def test_the_bottom_modules_import_the_standard_library_and_numpy_only():
     allowed = set(sys.stdlib_module_names) | {"numpy", "__future__", *BOTTOM}
     bad = sorted(
-        str(i) for i in all_imports()
+        str(i)
+        for i in all_imports()
         if i.module in BOTTOM and i.target.split(".")[0] not in allowed and not under(i.target, *BOTTOM)
     )
     assert not bad, "\n".join(bad)
@@ -111,8 +113,18 @@ def test_the_bottom_modules_import_the_standard_library_and_numpy_only():
 # ---- stream ----------------------------------------------------------------------------------
 
 NOT_IN_STREAM = (
-    "PyQt6", "cv2", "zenoh", "mcap", "foxglove", "producers",
-    "viewer.view", "viewer.gui", "viewer.cli", "viewer.testing", "viewer.recording", "viewer.net",
+    "PyQt6",
+    "cv2",
+    "zenoh",
+    "mcap",
+    "foxglove",
+    "producers",
+    "viewer.view",
+    "viewer.gui",
+    "viewer.cli",
+    "viewer.testing",
+    "viewer.recording",
+    "viewer.net",
 )
 
 
@@ -136,7 +148,8 @@ PRODUCERS_MAY_USE = ("viewer.stream", "viewer.errors", "viewer.signals", "viewer
 
 def test_producers_build_on_stream_errors_signals_and_quiet_only():
     bad = sorted(
-        str(i) for i in all_imports()
+        str(i)
+        for i in all_imports()
         if under(i.module, "producers") and under(i.target, "viewer") and not under(i.target, *PRODUCERS_MAY_USE)
     )
     assert not bad, "\n".join(bad)
@@ -190,8 +203,12 @@ def private_uses() -> Iterator[str]:
     for module, path in modules().items():
         aliases = module_aliases(module)
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in aliases and _private(node.attr)):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and _private(node.attr)
+            ):
                 yield f"{module}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}"
 
 
@@ -260,8 +277,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_cycle_finder_finds_a_cycle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"], ["b", "c", "a", "b"],
-                                                                          ["c", "a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        ["a", "b", "c", "a"],
+        ["b", "c", "a", "b"],
+        ["c", "a", "b", "c"],
+    ]
     assert cycles({"a": {"b"}, "b": {"c"}}) == []
 
 

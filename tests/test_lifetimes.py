@@ -34,8 +34,9 @@ ROUNDS = int(sys.argv[1])
 
 def run(script: str, *args: str, timeout: float = 240) -> None:
     """Run ``script`` in a fresh interpreter: it must print ok and exit 0, not die of a signal."""
-    done = subprocess.run([sys.executable, "-c", PRELUDE + script, *args], capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + script, *args], capture_output=True, text=True, timeout=timeout
+    )
     died = f"killed by {signal.Signals(-done.returncode).name}" if done.returncode < 0 else ""
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), f"{died} {done.stderr[-3000:]}"
 
@@ -212,10 +213,24 @@ def test_every_use_of_a_closed_stream_is_a_shmview_error(bare_block):
         for closable in (r, raw, w):
             closable.close()
             closable.close()  # twice: nothing happens
-        uses = [lambda: w.write(np.ones((4, 4), np.uint8)), lambda: w.loan().__enter__(), lambda: w.block_name,
-                r.read, lambda: r.read(index=0), lambda: r.view().__enter__(), lambda: r.apply(len),
-                lambda: r.frames_written, lambda: r.closed_by_producer, lambda: r.state, lambda: r.wait(0),
-                lambda: next(r.frames(0)), r.check_header, lambda: r.held_after(0), raw.read, raw.replaced]
+        uses = [
+            lambda: w.write(np.ones((4, 4), np.uint8)),
+            lambda: w.loan().__enter__(),
+            lambda: w.block_name,
+            r.read,
+            lambda: r.read(index=0),
+            lambda: r.view().__enter__(),
+            lambda: r.apply(len),
+            lambda: r.frames_written,
+            lambda: r.closed_by_producer,
+            lambda: r.state,
+            lambda: r.wait(0),
+            lambda: next(r.frames(0)),
+            r.check_header,
+            lambda: r.held_after(0),
+            raw.read,
+            raw.replaced,
+        ]
         for use in uses:
             with pytest.raises(ShmviewError, match="closed"):
                 use()

@@ -62,8 +62,11 @@ def test_pixels_and_metadata_are_always_of_one_frame_under_a_flooding_writer():
         r.wait(30)
         frames = [r.read() for _ in range(1500)]
         views = [r.apply(lambda f: (f.index, int(f.image[0, 0, 0]), f.meta)) for _ in range(1500)]
-    mixed = [f.index for f in frames if not (f.meta["k"] == f.index and f.image[0, 0, 0] == f.index % 256
-                                             and len(f.meta["pad"]) == f.index % 97)]
+    mixed = [
+        f.index
+        for f in frames
+        if not (f.meta["k"] == f.index and f.image[0, 0, 0] == f.index % 256 and len(f.meta["pad"]) == f.index % 97)
+    ]
     mixed += [k for k, px, meta in views if not (meta["k"] == k and px == k % 256)]
     assert mixed == [] and len({f.index for f in frames}) > 10
     assert writer.exitcode == 0

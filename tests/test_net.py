@@ -49,21 +49,23 @@ def origin_index(frame) -> int:
 
 
 def test_solid_stream_shared_raw_arrives_bit_exact_and_in_order():
-    with producer("cam0", "--size", SIZE, "--fps", "60"), share("cam0"), bridge(), \
-            open_mirror("robot.cam0") as mirror:
+    with producer("cam0", "--size", SIZE, "--fps", "60"), share("cam0"), bridge(), open_mirror("robot.cam0") as mirror:
         frames = [f for _, f in zip(range(40), mirror.frames(timeout=10), strict=False)]
     indices = [origin_index(f) for f in frames]
     assert indices == sorted(set(indices)), "frames out of order or repeated"
     for f in frames:
         assert f.image.shape == (H, W, 3)
         assert int(f.image.sum(dtype=np.uint64)) == (origin_index(f) % 256) * H * W * 3
-        assert f.meta["_origin"] == {"host": "robot", "key": "shmview/robot/cam0", "codec": "raw",
-                                     "index": origin_index(f)}
+        assert f.meta["_origin"] == {
+            "host": "robot",
+            "key": "shmview/robot/cam0",
+            "codec": "raw",
+            "index": origin_index(f),
+        }
 
 
 def test_view_of_a_mirrored_stream_says_where_it_comes_from():
-    with producer("cam0", "--size", SIZE, "--fps", "30"), share("cam0"), bridge(), \
-            open_mirror("robot.cam0") as mirror:
+    with producer("cam0", "--size", SIZE, "--fps", "30"), share("cam0"), bridge(), open_mirror("robot.cam0") as mirror:
         mirror.wait(10)
         as_json = cli("view", "robot.cam0", "--json", "--count", "1")
         as_text = cli("view", "robot.cam0", "--headless", "--count", "1")
@@ -73,9 +75,12 @@ def test_view_of_a_mirrored_stream_says_where_it_comes_from():
 
 def test_jpeg_arrives_within_the_stated_error():
     reference = SyntheticSource("gradient", W, H, 3)
-    with producer("cam0", "--size", SIZE, "--fps", "30", pattern="gradient"), \
-            share("cam0", extra=("--codec", "jpeg", "--quality", "90")), bridge(), \
-            open_mirror("robot.cam0") as mirror:
+    with (
+        producer("cam0", "--size", SIZE, "--fps", "30", pattern="gradient"),
+        share("cam0", extra=("--codec", "jpeg", "--quality", "90")),
+        bridge(),
+        open_mirror("robot.cam0") as mirror,
+    ):
         frames = [f for _, f in zip(range(10), mirror.frames(timeout=10), strict=False)]
     for f in frames:
         assert f.meta["_origin"]["codec"] == "jpeg"
@@ -111,17 +116,24 @@ def test_a_stopped_producer_makes_the_mirror_stale_and_its_restart_live_again():
 
 
 def test_max_fps_sends_only_some_frames():
-    with producer("cam0", "--size", SIZE, "--fps", "60"), share("cam0", extra=("--max-fps", "5")), \
-            bridge(), open_mirror("robot.cam0") as mirror:
+    with (
+        producer("cam0", "--size", SIZE, "--fps", "60"),
+        share("cam0", extra=("--max-fps", "5")),
+        bridge(),
+        open_mirror("robot.cam0") as mirror,
+    ):
         indices = [origin_index(f) for _, f in zip(range(4), mirror.frames(timeout=10), strict=False)]
     assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
 
 
 def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones_over_insecure_tcp():
     tcp = loopback_tcp(free_port())
-    with share(at=tcp, extra=("--insecure",)), bridge("--prefix", "a.", "--insecure", at=tcp), \
-            bridge("--prefix", "b.", "--insecure", at=tcp), \
-            producer("late", "--size", SIZE, "--fps", "30"):
+    with (
+        share(at=tcp, extra=("--insecure",)),
+        bridge("--prefix", "a.", "--insecure", at=tcp),
+        bridge("--prefix", "b.", "--insecure", at=tcp),
+        producer("late", "--size", SIZE, "--fps", "30"),
+    ):
         for name in ("a.robot.late", "b.robot.late"):
             with open_mirror(name) as mirror:
                 frame = mirror.wait(10)
@@ -132,6 +144,7 @@ def test_a_producer_that_changes_shape_is_mirrored_in_its_new_shape_with_metadat
     with share("var"), bridge("shmview/robot/*"):
         for shape in ((H, W, 3), (2 * H, W)):
             with FrameWriter("var", shape) as writer:
+
                 def arrived(writer=writer, shape=shape):
                     writer.write(np.full(shape, 7, np.uint8), meta={"boxes": [[1, 2, 3, 4]]})
                     mirror = try_open("robot.var")
@@ -202,10 +215,16 @@ def test_host_ids_and_keys():
     assert split_key("other/robot/cam0") is None
 
 
-@pytest.mark.parametrize(("shape", "dtype", "codec"), [
-    ((4, 5, 3), "uint8", "raw"), ((4, 5, 3), "uint8", "png"), ((4, 5), "uint16", "png"),
-    ((4, 5, 4), "uint8", "png"), ((4, 5, 3), "float32", "raw"),
-])
+@pytest.mark.parametrize(
+    ("shape", "dtype", "codec"),
+    [
+        ((4, 5, 3), "uint8", "raw"),
+        ((4, 5, 3), "uint8", "png"),
+        ((4, 5), "uint16", "png"),
+        ((4, 5, 4), "uint8", "png"),
+        ((4, 5, 3), "float32", "raw"),
+    ],
+)
 def test_lossless_codecs_round_trip(shape, dtype, codec):
     image = (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
     head = Header(3, 5, shape, dtype, {1: "GRAY", 3: "BGR", 4: "BGRA"}[(*shape, 1)[2]], codec, {"a": 1})

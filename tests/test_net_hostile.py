@@ -61,8 +61,12 @@ class Output:
 @contextmanager
 def bridge(port: int, *extra: str) -> Iterator[tuple[subprocess.Popen, Output, Output]]:
     """``shmview bridge`` listening on loopback; yields (process, stdout, stderr)."""
-    proc = subprocess.Popen([*CLI, "bridge", "--listen", endpoint(port), "--insecure", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "bridge", "--listen", endpoint(port), "--insecure", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = Output(proc.stdout), Output(proc.stderr)
     try:
         wait_for(lambda: out.has("bridge:") or proc.poll() is not None, what="the bridge ready")
@@ -81,8 +85,9 @@ class Peer:
     """tests/support/hostile_peer.py, driven one command at a time."""
 
     def __init__(self, port: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HOSTILE), endpoint(port)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HOSTILE), endpoint(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout.readline() == "ready\n"
 
     def __call__(self, **command) -> None:
@@ -172,8 +177,16 @@ def png(width: int, height: int, bits: int, colour: int, rows: int | None = None
 
 
 def header(**changes) -> bytes:
-    fields = {"v": 1, "index": 7, "timestamp_ns": 5, "shape": [H, W, 3], "dtype": "uint8",
-              "pixel_format": "BGR", "codec": "raw", **changes}
+    fields = {
+        "v": 1,
+        "index": 7,
+        "timestamp_ns": 5,
+        "shape": [H, W, 3],
+        "dtype": "uint8",
+        "pixel_format": "BGR",
+        "codec": "raw",
+        **changes,
+    }
     return json.dumps(fields).encode()
 
 
@@ -196,7 +209,7 @@ BAD_FRAMES = {  # what a peer sends -> a word of the reason the bridge gives
     "undecodable png": (header(codec="png"), png(W, H, 8, 2, rows=0)[:60]),
     "png of another size": (header(codec="png"), png(W + 1, H, 8, 2)),
     "jpeg that is not": (header(codec="jpeg"), b"\xff\xd8\xff\xd9"),
-    "not JSON": (b"{\"v\": 1, ", RAW),
+    "not JSON": (b'{"v": 1, ', RAW),
     "not UTF-8": (b"\xff\xfe", RAW),
     "a list": (b"[1, 2]", RAW),
     "no header at all": (None, RAW),
@@ -291,14 +304,45 @@ def test_a_message_over_zenohs_cap_is_dropped_and_the_link_stays(tmp_path):
 
 # -- fuzzing the header --------------------------------------------------------------------
 
-_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=12),
-                  st.lists(st.integers(-3, 2**33), max_size=4), st.dictionaries(st.text(max_size=3), st.integers()),
-                  st.sampled_from(["garbage", "int64", "float16", "uint8", "uint16", "float64", "GRAY", "BGR",
-                                   "RGBA", "raw", "png", "jpeg", "|u1", "<u2", "O", "V8"]))
-_FIELDS = {"v": st.just(1), "index": st.integers(0, 2**64 - 1), "timestamp_ns": st.integers(0, P.MAX_NS),
-           "shape": st.lists(st.integers(1, 64), min_size=2, max_size=3), "dtype": st.sampled_from(P.DTYPES),
-           "pixel_format": st.sampled_from(list(P.PIXEL_FORMATS)), "codec": st.sampled_from(["raw", "png", "jpeg"]),
-           "meta": st.one_of(st.none(), st.dictionaries(st.text(max_size=4), st.integers()))}
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 2**33), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers()),
+    st.sampled_from(
+        [
+            "garbage",
+            "int64",
+            "float16",
+            "uint8",
+            "uint16",
+            "float64",
+            "GRAY",
+            "BGR",
+            "RGBA",
+            "raw",
+            "png",
+            "jpeg",
+            "|u1",
+            "<u2",
+            "O",
+            "V8",
+        ]
+    ),
+)
+_FIELDS = {
+    "v": st.just(1),
+    "index": st.integers(0, 2**64 - 1),
+    "timestamp_ns": st.integers(0, P.MAX_NS),
+    "shape": st.lists(st.integers(1, 64), min_size=2, max_size=3),
+    "dtype": st.sampled_from(P.DTYPES),
+    "pixel_format": st.sampled_from(list(P.PIXEL_FORMATS)),
+    "codec": st.sampled_from(["raw", "png", "jpeg"]),
+    "meta": st.one_of(st.none(), st.dictionaries(st.text(max_size=4), st.integers())),
+}
 HEADERS = st.fixed_dictionaries({}, optional={k: st.one_of(v, _JUNK) for k, v in _FIELDS.items()})
 PAYLOADS = st.one_of(st.binary(max_size=64), st.sampled_from([RAW, png(W, H, 8, 2), png(4, 4, 16, 0)]))
 
@@ -343,15 +387,19 @@ def test_no_header_stops_a_live_mirror(mirror_rig, fields):
     session, mirror = mirror_rig
     dropped = mirror.drops.count
     session.put(KEY, RAW, attachment=json.dumps(fields).encode())
-    wait_for(lambda: mirror.drops.count > dropped or _newest_index() == fields.get("index"),
-             what="the frame dropped or mirrored")
+    wait_for(
+        lambda: mirror.drops.count > dropped or _newest_index() == fields.get("index"),
+        what="the frame dropped or mirrored",
+    )
     put_until_mirrored(session, 1)
 
 
 def put_until_mirrored(session, index: int) -> None:
     header_bytes, payload = good_frame(index)
-    wait_for(lambda: session.put(KEY, payload, attachment=header_bytes) or _newest_index() == index,
-             what=f"good frame {index} mirrored")
+    wait_for(
+        lambda: session.put(KEY, payload, attachment=header_bytes) or _newest_index() == index,
+        what=f"good frame {index} mirrored",
+    )
 
 
 def _newest_index() -> int | None:
@@ -441,8 +489,13 @@ def test_four_mirrors_racing_for_dev_shm_never_run_it_out(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     script = tmp_path / "room.py"
     script.write_text(ROOM_CHECK)
-    result = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=40m tmpfs /dev/shm && "
-                             f"exec {sys.executable} {script}"], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=40m tmpfs /dev/shm && exec {sys.executable} {script}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.stdout.split() == ["2", "2", "True"], result.stdout + result.stderr
 
 

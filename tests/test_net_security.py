@@ -55,11 +55,23 @@ class Peer:
 @contextmanager
 def peer(*args: str, tls_dir: Path | None = None) -> Iterator[Peer]:
     if tls_dir is not None:
-        args = (*args, "--ca", str(tls_dir / "ca.pem"), "--cert", str(tls_dir / "cert.pem"),
-                "--key", str(tls_dir / "key.pem"))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "forging_peer.py"), *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        args = (
+            *args,
+            "--ca",
+            str(tls_dir / "ca.pem"),
+            "--cert",
+            str(tls_dir / "cert.pem"),
+            "--key",
+            str(tls_dir / "key.pem"),
+        )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "support" / "forging_peer.py"), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         line = read_line(proc)
         assert line == "ready\n", f"hostile peer: {line!r} {proc.communicate()[1]}"
@@ -118,8 +130,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # -- refusals at the command line ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["share", "cam0", "--listen"], ["bridge", "--connect"],
-                                     ["list", "--remote", "--connect"]])
+@pytest.mark.parametrize(
+    "command", [["share", "cam0", "--listen"], ["bridge", "--connect"], ["list", "--remote", "--connect"]]
+)
 def test_plain_tcp_is_refused_with_the_safe_choices_named(command):
     result = cli(*command, loopback_tcp(free_port()))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
@@ -133,13 +146,16 @@ def test_insecure_lets_plain_tcp_through_and_says_so():
     assert "warning: --insecure: whoever reaches tcp/127.0.0.1:" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["--listen", "tls/127.0.0.1:7447"], "must be mutual"),
-    (["--listen", "tls/127.0.0.1:7447#enable_mtls=false"], "options after ? or #"),
-    (["--scout"], "--scout finds peers"),
-    (["--listen", "unixsock-stream//tmp/zenoh.sock"], "not a folder of yours"),
-    (["--listen", "tls/127.0.0.1:7447", "--tls", "/nonexistent"], "no such folder"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--listen", "tls/127.0.0.1:7447"], "must be mutual"),
+        (["--listen", "tls/127.0.0.1:7447#enable_mtls=false"], "options after ? or #"),
+        (["--scout"], "--scout finds peers"),
+        (["--listen", "unixsock-stream//tmp/zenoh.sock"], "not a folder of yours"),
+        (["--listen", "tls/127.0.0.1:7447", "--tls", "/nonexistent"], "no such folder"),
+    ],
+)
 def test_what_others_could_use_unchecked_is_a_usage_error(args, says):
     result = cli("share", "cam0", *args)
     assert result.returncode == 2 and says in result.stderr, result.stderr
@@ -178,8 +194,11 @@ def test_another_user_cannot_reach_a_socket_in_a_private_folder_but_could_in_an_
         with process([*share, f"unixsock-stream/{open_ / 'z.sock'}", "--insecure"], "sharing", umask=0):
             as_user(NOBODY, reaches(open_ / "z.sock", expected=True))
         at = f"unixsock-stream/{private / 'z.sock'}"
-        with process([*share, at], "sharing", umask=0), process(["bridge", "--connect", at], "bridge:"), \
-                open_mirror("robot.cam0") as mirror:
+        with (
+            process([*share, at], "sharing", umask=0),
+            process(["bridge", "--connect", at], "bridge:"),
+            open_mirror("robot.cam0") as mirror,
+        ):
             mirror.wait(10)
             assert (private / "z.sock").stat().st_mode & 0o777 == 0o777
             as_user(NOBODY, reaches(private / "z.sock", expected=False))
@@ -202,8 +221,12 @@ def test_a_socket_folder_must_be_its_owners_alone(tmp_path, shared_tmp):
     writable = shared_tmp / "writable"  # another user could rename the private folder out
     (writable / "private").mkdir(mode=0o700, parents=True)
     writable.chmod(0o777)
-    for path in (tmp_path / "group" / "z.sock", writable / "private" / "z.sock", tmp_path / "none" / "z.sock",
-                 tmp_path / "private" / ("x" * 120)):
+    for path in (
+        tmp_path / "group" / "z.sock",
+        writable / "private" / "z.sock",
+        tmp_path / "none" / "z.sock",
+        tmp_path / "private" / ("x" * 120),
+    ):
         with pytest.raises(InsecureNetworkError):
             secure.private_socket(path)
 
@@ -222,14 +245,24 @@ def test_a_socket_folder_of_another_user_is_refused(shared_tmp):
 
 def test_only_peers_with_a_certificate_from_the_ca_read(certs):
     at = f"tls/127.0.0.1:{free_port()}"
-    with producer("cam0", *SIZE), \
-            running(["share", "cam0", "--listen", at, "--tls", str(certs["ca"]), "--host-id", "robot"], "sharing"), \
-            peer("--connect", at, tls_dir=certs["stranger"]) as stranger, \
-            peer("--connect", at, "--ca", str(certs["ca"] / "ca.pem")) as no_certificate, \
-            peer("--connect", at.replace("tls/", "tcp/")) as plain, \
-            peer("--connect", at, "--ca", str(certs["ca"] / "ca.pem"), "--cert", str(certs["stranger"] / "cert.pem"),
-                 "--key", str(certs["stranger"] / "key.pem")) as forged, \
-            peer("--connect", at, tls_dir=certs["laptop"]) as laptop:
+    with (
+        producer("cam0", *SIZE),
+        running(["share", "cam0", "--listen", at, "--tls", str(certs["ca"]), "--host-id", "robot"], "sharing"),
+        peer("--connect", at, tls_dir=certs["stranger"]) as stranger,
+        peer("--connect", at, "--ca", str(certs["ca"] / "ca.pem")) as no_certificate,
+        peer("--connect", at.replace("tls/", "tcp/")) as plain,
+        peer(
+            "--connect",
+            at,
+            "--ca",
+            str(certs["ca"] / "ca.pem"),
+            "--cert",
+            str(certs["stranger"] / "cert.pem"),
+            "--key",
+            str(certs["stranger"] / "key.pem"),
+        ) as forged,
+        peer("--connect", at, tls_dir=certs["laptop"]) as laptop,
+    ):
         wait_for(lambda: laptop.report()["received"] > 10, what="the control: the laptop reads")
         for p in (stranger, no_certificate, plain, forged):
             refused(p)
@@ -237,12 +270,15 @@ def test_only_peers_with_a_certificate_from_the_ca_read(certs):
 
 def test_only_peers_with_a_certificate_from_the_ca_publish_into_the_mirrors(certs):
     at = f"tls/127.0.0.1:{free_port()}"
-    with running(["bridge", "--listen", at, "--tls", str(certs["ca"])], "bridge:"), \
-            peer("--connect", at, "--publish", "shmview/evil/cam0", tls_dir=certs["stranger"]) as stranger, \
-            peer("--connect", at, "--publish", "shmview/friend/cam0", tls_dir=certs["laptop"]), \
-            producer("cam0", *SIZE), \
-            running(["share", "cam0", "--connect", at, "--tls", str(certs["laptop"]), "--host-id", "robot"],
-                    "sharing"), open_mirror("robot.cam0") as mirror, open_mirror("friend.cam0") as friend:
+    with (
+        running(["bridge", "--listen", at, "--tls", str(certs["ca"])], "bridge:"),
+        peer("--connect", at, "--publish", "shmview/evil/cam0", tls_dir=certs["stranger"]) as stranger,
+        peer("--connect", at, "--publish", "shmview/friend/cam0", tls_dir=certs["laptop"]),
+        producer("cam0", *SIZE),
+        running(["share", "cam0", "--connect", at, "--tls", str(certs["laptop"]), "--host-id", "robot"], "sharing"),
+        open_mirror("robot.cam0") as mirror,
+        open_mirror("friend.cam0") as friend,
+    ):
         mirror.wait(10)
         assert friend.wait(10).meta["forged"] is True  # the control: a CA holder publishes
         assert stranger.report()["sent"] > 10 and stranger.report()["peers"] == 0
@@ -256,8 +292,7 @@ def test_tls_settings_are_mutual_with_names_checked_and_only_tls_links(certs):
     assert settings["root_ca_certificate"] == str(certs["laptop"].resolve() / "ca.pem")
     assert get(conf, "transport/link/protocols") == ["tls"]
     assert get(zenoh_config(NetOptions(connect=["local"])), "transport/link/protocols") == ["unixsock-stream"]
-    assert get(zenoh_config(NetOptions(connect=["tcp/127.0.0.1:1"], insecure=True)), "transport/link/protocols") \
-        is None
+    assert get(zenoh_config(NetOptions(connect=["tcp/127.0.0.1:1"], insecure=True)), "transport/link/protocols") is None
 
 
 # -- shmview tls -------------------------------------------------------------------------------

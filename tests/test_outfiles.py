@@ -184,8 +184,12 @@ def test_image_frames_are_new_files_and_a_restart_gets_its_own_names(tmp_path: P
     finally:
         sink.close()
     written = {p.name: int(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)[0, 0]) for p in (tmp_path / "imgs").iterdir()}
-    assert written == {"cam_00000005.png": 1, "cam_00000006.png": 2,
-                       "cam_restart1_00000000.png": 3, "cam_restart1_00000001.png": 4}
+    assert written == {
+        "cam_00000005.png": 1,
+        "cam_00000006.png": 2,
+        "cam_restart1_00000000.png": 3,
+        "cam_restart1_00000001.png": 4,
+    }
 
 
 def test_an_image_name_made_meanwhile_stops_the_recording_instead_of_being_replaced(tmp_path: Path):
@@ -261,8 +265,10 @@ def test_a_snapshot_never_writes_through_what_is_there(snapshot_window, tmp_path
 
 
 @as_root
-@pytest.mark.parametrize(("mode", "owner", "why"), [(0o777, NOBODY, "another user"), (0o777, 0, "writable by other"),
-                                                    (0o755, NOBODY, "another user")])
+@pytest.mark.parametrize(
+    ("mode", "owner", "why"),
+    [(0o777, NOBODY, "another user"), (0o777, 0, "writable by other"), (0o755, NOBODY, "another user")],
+)
 def test_snapshots_go_only_into_a_folder_of_your_own(snapshot_window, public: Path, mode: int, owner: int, why: str):
     snapshot_window.snapshot_dir = shared_folder(public, mode, owner)
     snapshot_window.snapshot_action.trigger()

@@ -24,13 +24,17 @@ from viewer.view.overlay import (
 
 
 def test_every_shape_kind_is_read_with_its_points_colour_and_label():
-    overlay = parse_overlay({"overlay": [
-        {"rect": [10, 20, 30, 40], "colour": "#ff0000", "label": "car"},
-        {"line": [1, 2, 3.5, 4]},
-        {"point": [5, 6], "color": "#00FF80"},
-        {"polygon": [[0, 0], [10, 0], [5, 8]]},
-        {"text": "hello", "at": [7, 9]},
-    ]})
+    overlay = parse_overlay(
+        {
+            "overlay": [
+                {"rect": [10, 20, 30, 40], "colour": "#ff0000", "label": "car"},
+                {"line": [1, 2, 3.5, 4]},
+                {"point": [5, 6], "color": "#00FF80"},
+                {"polygon": [[0, 0], [10, 0], [5, 8]]},
+                {"text": "hello", "at": [7, 9]},
+            ]
+        }
+    )
     assert overlay.skipped == 0
     rect, line, point, polygon, text = overlay.shapes
     assert (rect.kind, rect.points, rect.colour, rect.label) == ("rect", ((10, 20), (40, 60)), (255, 0, 0), "car")
@@ -68,8 +72,17 @@ def test_malformed_and_unknown_shapes_are_skipped_and_counted():
     assert [s.kind for s in overlay.shapes] == ["point"]
 
 
-@pytest.mark.parametrize(("meta", "skipped"), [(None, 0), ({}, 0), ({"exposure": 3}, 0), ("text", 0),
-                                               ({"overlay": "rect"}, 1), ({"overlay": {"rect": [1, 2, 3, 4]}}, 1)])
+@pytest.mark.parametrize(
+    ("meta", "skipped"),
+    [
+        (None, 0),
+        ({}, 0),
+        ({"exposure": 3}, 0),
+        ("text", 0),
+        ({"overlay": "rect"}, 1),
+        ({"overlay": {"rect": [1, 2, 3, 4]}}, 1),
+    ],
+)
 def test_no_overlay_or_one_that_is_not_a_list(meta, skipped):
     overlay = parse_overlay(meta)
     assert overlay.shapes == () and overlay.skipped == skipped
@@ -161,8 +174,15 @@ def test_metadata_fields_cost_what_they_show():
 
 
 def test_metadata_as_key_value_fields_long_values_cut():
-    fields = meta_fields({"exposure_ms": 12.5, "camera": "cam0", "overlay": [{"point": [1, 2]}, {"bad": 1}],
-                          "matrix": list(range(100)), "nan": math.nan})
+    fields = meta_fields(
+        {
+            "exposure_ms": 12.5,
+            "camera": "cam0",
+            "overlay": [{"point": [1, 2]}, {"bad": 1}],
+            "matrix": list(range(100)),
+            "nan": math.nan,
+        }
+    )
     assert fields[:3] == ["exposure_ms: 12.5", "camera: cam0", "overlay: 1 shape, 1 skipped"]
     assert fields[3].startswith("matrix: [0,1,2,") and fields[3].endswith("…") and len(fields[3]) <= 70
     assert fields[4] == "nan: NaN"

@@ -26,8 +26,17 @@ def run_inner(pytester: pytest.Pytester, *args: str, cleanup: float = 5.0) -> py
     """pytest in a subprocess over the files made in ``pytester.path``, as a user's project
     runs it: warnings are errors, no pytest-qt (the kit needs no Qt)."""
     return pytester.runpytest_subprocess(
-        *plugin_args(), "-p", "no:pytest-qt", "-p", "no:cacheprovider", "-W", "error",
-        "-o", f"shmview_cleanup_timeout={cleanup}", *args, timeout=180,
+        *plugin_args(),
+        "-p",
+        "no:pytest-qt",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error",
+        "-o",
+        f"shmview_cleanup_timeout={cleanup}",
+        *args,
+        timeout=180,
     )
 
 
@@ -45,7 +54,8 @@ def test_the_fixtures_next_to_this_suites_own_litter_check(
     assert frame.image.sum() == solid_sum(frame.index, (48, 64, 3))
     stream = shmview_stream((2, 2))
     assert {p.name for p in Path(os.environ["SHMVIEW_REGISTRY"]).iterdir()} == {
-        f"{producer.name}.json", f"{stream.name}.json"
+        f"{producer.name}.json",
+        f"{stream.name}.json",
     }
 
 
@@ -53,7 +63,8 @@ def test_the_fixtures_next_to_this_suites_own_litter_check(
 
 
 def test_the_fixtures_in_a_well_behaved_project(pytester):
-    pytester.makepyfile(test_user=textwrap.dedent("""\
+    pytester.makepyfile(
+        test_user=textwrap.dedent("""\
         import os, stat
         import numpy as np
 
@@ -78,13 +89,15 @@ def test_the_fixtures_in_a_well_behaved_project(pytester):
             assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
             shmview_stream((2, 2))
             assert len(os.listdir(folder)) == 1
-    """))
+    """)
+    )
     run_inner(pytester).assert_outcomes(passed=4)
 
 
 def test_the_users_own_streams_are_out_of_sight(pytester):
     """A stream of the user's session (here: this test's registry) is invisible inside."""
-    pytester.makepyfile(test_user="""
+    pytester.makepyfile(
+        test_user="""
         import pytest
         from viewer import FrameReader, StreamNotFoundError
 
@@ -92,13 +105,15 @@ def test_the_users_own_streams_are_out_of_sight(pytester):
             with pytest.raises(StreamNotFoundError):
                 FrameReader("cam0")
             shmview_stream((2, 2), name="cam0")  # and the name is free
-    """)
+    """
+    )
     with FrameWriter("cam0", (2, 2)):
         run_inner(pytester).assert_outcomes(passed=1)
 
 
 def test_a_test_that_leaks_a_block_fails_naming_it(pytester):
-    pytester.makepyfile(test_leaky="""
+    pytester.makepyfile(
+        test_leaky="""
         from pathlib import Path
         from viewer import FrameWriter
 
@@ -108,37 +123,45 @@ def test_a_test_that_leaks_a_block_fails_naming_it(pytester):
             writer = FrameWriter("leaky", (4, 4))  # never closed (shmview closes it at exit)
             Path("block.txt").write_text(writer.block_name)
             KEPT.append(writer)
-    """)
+    """
+    )
     result = run_inner(pytester, cleanup=0.5)
     result.assert_outcomes(passed=1, errors=1)
     block = (pytester.path / "block.txt").read_text()
-    result.stdout.fnmatch_lines([
-        "*ERROR at teardown of test_leaks*",
-        f"shmview: left behind: blocks: /dev/shm/{block} (producer pid *, this process)*leaky.json*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            f"shmview: left behind: blocks: /dev/shm/{block} (producer pid *, this process)*leaky.json*",
+        ]
+    )
 
 
 def test_a_producer_that_crashes_at_start_fails_the_test_with_its_stderr(pytester):
     pytester.makepyfile(broken_camera="def make():\n    raise OSError('no camera on /dev/video7')\n")
-    pytester.makepyfile(test_start="""
+    pytester.makepyfile(
+        test_start="""
         def test_camera(shmview_producer):
             shmview_producer(source="broken_camera:make")
 
         def test_cli(shmview_producer):
             shmview_producer("synthetic", "--size", "0x0")
-    """)
+    """
+    )
     result = run_inner(pytester)
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "E *ProducerError: producer t-* exited with code 1 before it was ready; its stderr:",
-        "E *OSError: no camera on /dev/video7",
-        "E *ProducerError: producer t-* exited with code 2 before it was ready; its stderr:",
-        "E *size '0x0' is out of range*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E *ProducerError: producer t-* exited with code 1 before it was ready; its stderr:",
+            "E *OSError: no camera on /dev/video7",
+            "E *ProducerError: producer t-* exited with code 2 before it was ready; its stderr:",
+            "E *size '0x0' is out of range*",
+        ]
+    )
 
 
 def test_a_producer_that_dies_during_a_test_fails_it_unless_expected(pytester):
-    pytester.makepyfile(test_dies="""
+    pytester.makepyfile(
+        test_dies="""
         import os, signal
 
         def test_killed_behind_its_back(shmview_producer):
@@ -153,21 +176,26 @@ def test_a_producer_that_dies_during_a_test_fails_it_unless_expected(pytester):
             producer = shmview_producer("synthetic", "--size", "8x8")
             producer.expect_exit(-9)
             os.kill(producer.pid, signal.SIGKILL)
-    """)
+    """
+    )
     result = run_inner(pytester)
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines([
-        "*ERROR at teardown of test_killed_behind_its_back*",
-        "shmview: producer t-* (pid *) was killed by SIGKILL (exit code -9), expected 0; its stderr was empty",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_killed_behind_its_back*",
+            "shmview: producer t-* (pid *) was killed by SIGKILL (exit code -9), expected 0; its stderr was empty",
+        ]
+    )
 
 
 def test_a_producer_that_leaves_a_process_behind_fails_the_test(pytester):
     pytester.makepyfile(forks=LEAVES_A_PROCESS)
-    pytester.makepyfile(test_forks="""
+    pytester.makepyfile(
+        test_forks="""
         def test_forks(shmview_producer):
             shmview_producer(source="forks:Forks")
-    """)
+    """
+    )
     result = run_inner(pytester, cleanup=0.5)
     result.assert_outcomes(passed=1, errors=1)
     line = next(x for x in result.outlines if "left behind: process" in x)
@@ -176,19 +204,22 @@ def test_a_producer_that_leaves_a_process_behind_fails_the_test(pytester):
 
 
 def test_the_kit_loads_no_qt_and_no_opencv(pytester):
-    pytester.makepyfile(test_modules="""
+    pytester.makepyfile(
+        test_modules="""
         import sys
 
         def test_modules(shmview_stream, shmview_reader):
             shmview_reader(shmview_stream((2, 2)))
             assert not [m for m in sys.modules if m.split(".")[0] in {"PyQt6", "cv2"}]
-    """)
+    """
+    )
     run_inner(pytester).assert_outcomes(passed=1)
 
 
 def test_parallel_tests_with_the_same_names_do_not_meet(pytester):
     pytest.importorskip("xdist")
-    pytester.makepyfile(test_parallel="""
+    pytester.makepyfile(
+        test_parallel="""
         import pytest
 
         @pytest.mark.parametrize("k", range(6))
@@ -196,7 +227,8 @@ def test_parallel_tests_with_the_same_names_do_not_meet(pytester):
             shmview_stream((2, 2), name="cam0")
             producer = shmview_producer("synthetic", "--size", "8x8", name="cam1")
             assert shmview_reader("cam1").wait(timeout=10) is not None
-    """)
+    """
+    )
     run_inner(pytester, "-p", "xdist", "-n", "2").assert_outcomes(passed=6)
 
 

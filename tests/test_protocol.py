@@ -224,8 +224,9 @@ def test_truncated_blocks_are_refused(size):
 
 def test_a_shape_bigger_than_the_block_is_refused():
     big = P.make_layout((4000, 4000, 3), "uint8", None, 3)
-    with stream(P.pack_header(big, os.getpid(), 1), GOOD.block_size) as name, pytest.raises(
-        ProtocolError, match="describes"
+    with (
+        stream(P.pack_header(big, os.getpid(), 1), GOOD.block_size) as name,
+        pytest.raises(ProtocolError, match="describes"),
     ):
         FrameReader(name)
 

@@ -47,8 +47,14 @@ def _pattern(dtype: str, shape: tuple[int, ...]) -> Callable[[int], np.ndarray]:
 
 
 @contextmanager
-def writing(name: str, shape: tuple[int, ...], dtype: str, pixel_format: str,
-            make: Callable[[int], np.ndarray], fps: float = 100.0) -> Iterator[FrameWriter]:
+def writing(
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    pixel_format: str,
+    make: Callable[[int], np.ndarray],
+    fps: float = 100.0,
+) -> Iterator[FrameWriter]:
     """A stream written from a thread of the test: frame k is make(k), with metadata."""
     done = threading.Event()
     with FrameWriter(name, shape, dtype, pixel_format=pixel_format, slots=16) as writer:
@@ -72,10 +78,17 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize(("dtype", "shape", "fmt"), [
-    ("uint16", (H, W), "GRAY"), ("uint8", (H, W), "GRAY"), ("float32", (H, W), "GRAY"),
-    ("float32", (H, W, 3), "RGB"), ("float64", (H, W, 4), "BGRA"), ("uint16", (H, W, 3), "BGR"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "shape", "fmt"),
+    [
+        ("uint16", (H, W), "GRAY"),
+        ("uint8", (H, W), "GRAY"),
+        ("float32", (H, W), "GRAY"),
+        ("float32", (H, W, 3), "RGB"),
+        ("float64", (H, W, 4), "BGRA"),
+        ("uint16", (H, W, 3), "BGR"),
+    ],
+)
 def test_round_trips_are_bit_exact(tmp_path: Path, dtype: str, shape: tuple[int, ...], fmt: str):
     out, make = tmp_path / "exact.mcap", _pattern(dtype, shape)
     with writing("exact", shape, dtype, fmt, make):
@@ -182,8 +195,10 @@ def test_kill_9_leaves_a_readable_file(tmp_path: Path):
 
 def test_a_folder_gets_one_lossless_image_per_frame(tmp_path: Path):
     make = _pattern("uint16", (H, W))
-    with writing("png16", (H, W), "uint16", "GRAY", make), writing("flt", (H, W), "float32", "GRAY",
-                                                                   _pattern("float32", (H, W))):
+    with (
+        writing("png16", (H, W), "uint16", "GRAY", make),
+        writing("flt", (H, W), "float32", "GRAY", _pattern("float32", (H, W))),
+    ):
         done = cli("record", "png16", "flt", "--out", f"{tmp_path}/imgs/", "--frames", "3")
     assert done.returncode == 0, done.stderr
     pngs, tiffs = sorted((tmp_path / "imgs").glob("png16_*.png")), sorted((tmp_path / "imgs").glob("flt_*.tiff"))
@@ -256,8 +271,12 @@ def test_on_a_terminal_it_shows_progress(tmp_path: Path):
     main, child = pty.openpty()
     try:
         with producer("tty", *SMALL, "--fps", "50"):
-            rec = subprocess.Popen([*CLI, "record", "tty", "--out", str(tmp_path / "t.mcap"), "--seconds", "1.5"],
-                                   stdout=subprocess.PIPE, stderr=child, text=True)
+            rec = subprocess.Popen(
+                [*CLI, "record", "tty", "--out", str(tmp_path / "t.mcap"), "--seconds", "1.5"],
+                stdout=subprocess.PIPE,
+                stderr=child,
+                text=True,
+            )
             out, _ = rec.communicate(timeout=60)
         os.close(child)
         child = -1

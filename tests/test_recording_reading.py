@@ -93,8 +93,9 @@ def put_together(parts: Parts, compression: str) -> bytes:
     for opcode, body in parts:
         if isinstance(body, list):
             data = b"".join(_record(o, b) for o, b in body)
-            packed = {"zstd": zstandard.ZstdCompressor().compress, "lz4": lz4.frame.compress,
-                      "": bytes}[compression](data)
+            packed = {"zstd": zstandard.ZstdCompressor().compress, "lz4": lz4.frame.compress, "": bytes}[compression](
+                data
+            )
             head = struct.pack("<QQQI", 0, 0, len(data), zlib.crc32(data)) + _string(compression.encode())
             body = head + struct.pack("<Q", len(packed)) + packed
         out.append(_record(opcode, body))
@@ -138,13 +139,17 @@ json_values = st.recursive(
 )
 numbers = st.sampled_from([0, 1, -1, 3, 2**31, 2**32 - 1, 2**40, 2**63 - 1, 2**63, 2**64 - 1])
 frame_records = st.fixed_dictionaries(
-    {}, optional={"index": json_values | numbers, "timestamp_ns": json_values | numbers, "meta": json_values})
+    {}, optional={"index": json_values | numbers, "timestamp_ns": json_values | numbers, "meta": json_values}
+)
 descriptions = st.fixed_dictionaries(
-    {"name": st.sampled_from(["cam", "depth", "other", "../x", ""]) | json_values,
-     "shape": st.lists(numbers | st.integers(-2, 40), max_size=4) | json_values,
-     "dtype": st.sampled_from(["uint8", "float32", "float64", "f8", "int8"]) | json_values,
-     "pixel_format": st.sampled_from(["BGR", "GRAY", "RGBA", "YUV"]) | json_values,
-     "meta_bytes": numbers | json_values, "format": st.sampled_from([1, 2]) | json_values},
+    {
+        "name": st.sampled_from(["cam", "depth", "other", "../x", ""]) | json_values,
+        "shape": st.lists(numbers | st.integers(-2, 40), max_size=4) | json_values,
+        "dtype": st.sampled_from(["uint8", "float32", "float64", "f8", "int8"]) | json_values,
+        "pixel_format": st.sampled_from(["BGR", "GRAY", "RGBA", "YUV"]) | json_values,
+        "meta_bytes": numbers | json_values,
+        "format": st.sampled_from([1, 2]) | json_values,
+    },
 )
 
 
@@ -212,8 +217,10 @@ def _raw_image(draw) -> bytes:
 
     return RawImage(
         timestamp=Timestamp(sec=draw(st.integers(0, 2**32 - 1)), nsec=draw(st.integers(0, 10**9 - 1))),
-        width=draw(st.sampled_from([0, 5, 6, 2**32 - 1])), height=draw(st.sampled_from([0, 3, 4, 2**32 - 1])),
-        encoding=draw(st.sampled_from(["bgr8", "32FC1", "mono8", ""])), step=draw(st.sampled_from([0, 18, 20])),
+        width=draw(st.sampled_from([0, 5, 6, 2**32 - 1])),
+        height=draw(st.sampled_from([0, 3, 4, 2**32 - 1])),
+        encoding=draw(st.sampled_from(["bgr8", "32FC1", "mono8", ""])),
+        step=draw(st.sampled_from([0, 18, 20])),
         data=draw(st.binary(max_size=80)),
     ).encode()
 

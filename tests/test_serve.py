@@ -17,6 +17,7 @@ from viewer import FrameReader, SourceError, StreamNotFoundError
 
 # serve() from a program of one's own ------------------------------------------------------
 
+
 class Constant(FrameSource):
     """The same frame forever (or ``count`` times), as a user's source might."""
 
@@ -56,8 +57,7 @@ def test_serve_in_a_thread_closes_what_it_opens():
 def test_serve_keeps_the_dtype_and_stops_when_asked_from_another_thread(dtype):
     frame = np.full((24, 32), 4095, dtype)  # 12-bit data in uint16 stays as it is
     stop, out, result = threading.Event(), io.StringIO(), []
-    thread = threading.Thread(target=lambda: result.append(
-        serve(Constant(frame), "kept", fps=100, out=out, stop=stop)))
+    thread = threading.Thread(target=lambda: result.append(serve(Constant(frame), "kept", fps=100, out=out, stop=stop)))
     thread.start()
     try:
         with wait_for(lambda: _attach("kept"), what="the stream") as reader:

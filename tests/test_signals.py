@@ -76,9 +76,13 @@ def _ignoring_sigint() -> None:
 
 def test_the_text_viewer_stops_on_sigint_even_when_started_ignoring_it():
     with producer("ign", *SMALL):
-        viewer = subprocess.Popen([*CLI, "view", "ign", "--headless", "--interval-ms", "50"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  preexec_fn=_ignoring_sigint)
+        viewer = subprocess.Popen(
+            [*CLI, "view", "ign", "--headless", "--interval-ms", "50"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ignoring_sigint,
+        )
         try:
             wait_for(lambda: " live " in read_line(viewer), what="the viewer live")
         finally:
@@ -89,7 +93,9 @@ def test_the_text_viewer_stops_on_sigint_even_when_started_ignoring_it():
 @pytest.mark.parametrize("way", ["list", "view", "produce"])
 def test_a_producer_killed_with_its_whole_group_is_cleaned_up_by_the_next_command(way):
     proc = subprocess.Popen(
-        [*CLI, "produce", "synthetic", "--name", "grouped", *SMALL], stdout=subprocess.PIPE, text=True,
+        [*CLI, "produce", "synthetic", "--name", "grouped", *SMALL],
+        stdout=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     block = read_line(proc).split("block ", 1)[1].split(",", 1)[0]
@@ -103,8 +109,11 @@ def test_a_producer_killed_with_its_whole_group_is_cleaned_up_by_the_next_comman
     elif way == "view":
         assert cli("view", "grouped", "--headless", "--timeout", "0").returncode == 3
     else:
-        again = subprocess.Popen([*CLI, "produce", "synthetic", "--name", "grouped", "--frames", "3", *SMALL],
-                                 stdout=subprocess.PIPE, text=True)
+        again = subprocess.Popen(
+            [*CLI, "produce", "synthetic", "--name", "grouped", "--frames", "3", *SMALL],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert again.wait(60) == 0
         again.stdout.close()
     assert not (SHM / block).exists()
@@ -121,8 +130,13 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_stop_signal_to_the_whole_group_is_a_clean_stop(sig):
-    proc = subprocess.Popen([*CLI, "produce", "synthetic", "--name", "pgroup", *SMALL],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "produce", "synthetic", "--name", "pgroup", *SMALL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     block = read_line(proc).split("block ", 1)[1].split(",", 1)[0]
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=30)
@@ -150,8 +164,13 @@ def _start_viewer(name: str, interval_ms: int):
     from tests.support.helpers import CLI
 
     env = os.environ | {"QT_QPA_PLATFORM": "offscreen"}
-    return subprocess.Popen([*CLI, "view", name, "--interval-ms", str(interval_ms)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, "view", name, "--interval-ms", str(interval_ms)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_signals_at_random_moments_of_big_refreshes_stop_the_window_cleanly():
@@ -165,8 +184,11 @@ def test_signals_at_random_moments_of_big_refreshes_stop_the_window_cleanly():
     from tests.support.helpers import producer, stop, wait_for
 
     rng = random.Random(9)
-    trials = [(sig, 0.0 if k == 0 else rng.uniform(0, 0.8)) for k in range(4)
-              for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)]
+    trials = [
+        (sig, 0.0 if k == 0 else rng.uniform(0, 0.8))
+        for k in range(4)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    ]
     with producer("huge", "--size", "8192x8192", "--fps", "5") as (_, block):
         for sig, delay in trials:
             viewer = _start_viewer("huge", 20)
@@ -227,6 +249,7 @@ def test_a_stop_signal_sets_the_flag_and_cuts_a_wait_short(sig):
 
 def test_handlers_are_installed_whatever_was_inherited_and_restored_after():
     """A process started with `cmd &` by a script inherits SIGINT ignored (FACTS 23)."""
+
     def own(signum: int, frame: object) -> None:
         pass
 

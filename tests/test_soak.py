@@ -16,7 +16,9 @@ def test_soak_20_seconds():
     script = Path(__file__).parent / "support" / "soak.py"
     done = subprocess.run(
         [sys.executable, str(script), "--seconds", "20", "--seed", str(seed)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     print(done.stdout)
     failed = f"soak failed with seed {seed}:\n{done.stdout}{done.stderr}"

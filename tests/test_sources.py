@@ -44,6 +44,7 @@ def collect(name: str, proc: subprocess.Popen) -> tuple[dict[int, np.ndarray], i
 
 # Video files ------------------------------------------------------------------------------
 
+
 def make_video(path: Path, count: int) -> list[int]:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
     assert writer.isOpened()
@@ -68,8 +69,21 @@ def test_video_frames_match_the_file_and_the_end_stops_the_producer(tmp_path):
 
 def test_video_loop_wraps_around(tmp_path):
     values = make_video(tmp_path / "loop.avi", 5)
-    proc = start(["produce", "video", "--name", "loop", "--path", str(tmp_path / "loop.avi"), "--loop",
-                  "--fps", "10", "--frames", "12"])
+    proc = start(
+        [
+            "produce",
+            "video",
+            "--name",
+            "loop",
+            "--path",
+            str(tmp_path / "loop.avi"),
+            "--loop",
+            "--fps",
+            "10",
+            "--frames",
+            "12",
+        ]
+    )
     frames, written = collect("loop", proc)
     assert stop(proc)[0] == 0
     assert written == 12 and max(frames) >= 5  # past the end of the file
@@ -93,6 +107,7 @@ def test_bad_video_files_are_one_clear_line(tmp_path, content, code, message):
 
 
 # Folders ----------------------------------------------------------------------------------
+
 
 def make_folder(folder: Path) -> list[tuple[int, int, int]]:
     folder.mkdir()
@@ -121,8 +136,23 @@ def test_folder_in_order_skips_the_corrupt_file_and_resizes(tmp_path):
 
 def test_folder_loop_and_threads(tmp_path):
     make_folder(tmp_path / "many")
-    proc = start(["produce", "folder", "--name", "many", "--path", str(tmp_path / "many"), "--loop",
-                  "--threads", "3", "--fps", "20", "--frames", "10"])
+    proc = start(
+        [
+            "produce",
+            "folder",
+            "--name",
+            "many",
+            "--path",
+            str(tmp_path / "many"),
+            "--loop",
+            "--threads",
+            "3",
+            "--fps",
+            "20",
+            "--frames",
+            "10",
+        ]
+    )
     frames, written = collect("many", proc)
     assert stop(proc)[0] == 0
     assert written == 10
@@ -164,10 +194,15 @@ def test_folder_errors(tmp_path):
 
 # Cameras (fake hardware) ------------------------------------------------------------------
 
+
 def fake_camera(cues: Path, *args: str) -> subprocess.Popen:
     script = HERE / "support" / "fake_camera_producer.py"
-    return subprocess.Popen([sys.executable, str(script), str(cues), "produce", "camera", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(cues), "produce", "camera", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_camera_that_cannot_be_opened_exits_3(tmp_path):
@@ -236,14 +271,16 @@ def test_letterbox_by_default_and_stretch_on_request(tmp_path):
 
 # A user's own source, exactly as in docs/python-api.md ---------------------------------------
 
+
 def test_the_readme_source_example_works_end_to_end(tmp_path):
     readme = (HERE.parent / "docs" / "python-api.md").read_text()
     code = re.search(r"<!-- user-source -->\s*```python\n(.*?)```", readme, re.S)
     assert code, "docs/python-api.md lost its user-source example"
     script = tmp_path / "my_source.py"
     script.write_text(code.group(1))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=HERE.parent)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent
+    )
     try:
         assert read_line(proc).startswith("stream ramp ready")
         lines = json_lines(cli("view", "ramp", "--headless", "--json", "--count", "3").stdout)

@@ -28,13 +28,21 @@ def numpy_stats(region: np.ndarray) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize(("shape", "dtype", "fmt"), [((60, 80, 3), "uint8", "BGR"), ((60, 80), "uint16", "GRAY"),
-                                                    ((60, 80, 4), "uint8", "RGBA"), ((60, 80, 3), "float32", "BGR"),
-                                                    ((60, 80), "float64", "GRAY")])
+@pytest.mark.parametrize(
+    ("shape", "dtype", "fmt"),
+    [
+        ((60, 80, 3), "uint8", "BGR"),
+        ((60, 80), "uint16", "GRAY"),
+        ((60, 80, 4), "uint8", "RGBA"),
+        ((60, 80, 3), "float32", "BGR"),
+        ((60, 80), "float64", "GRAY"),
+    ],
+)
 def test_roi_statistics_match_numpy_on_the_same_region(shape, dtype, fmt):
     rng = np.random.default_rng(7)
-    image = (rng.integers(0, 65535 if dtype == "uint16" else 255, shape) if dtype[0] == "u"
-             else rng.normal(100, 30, shape)).astype(dtype)
+    image = (
+        rng.integers(0, 65535 if dtype == "uint16" else 255, shape) if dtype[0] == "u" else rng.normal(100, 30, shape)
+    ).astype(dtype)
     stats = roi_stats(image, (11, 5, 37, 23), fmt)
     assert stats.roi == (11, 5, 37, 23)
     assert [c.name for c in stats.channels] == list("I" if fmt == "GRAY" else fmt)

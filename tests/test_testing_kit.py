@@ -208,7 +208,6 @@ def test_a_producer_that_never_gets_ready_is_killed_at_the_deadline(tmp_path, mo
     with pytest.raises(ProducerError, match=expected), running_producer(source="stuck:make", timeout=1):
         pytest.fail("never ready")
 
-
     # killed and reaped: this suite's litter check (tests/conftest.py) would name it otherwise
 
 
@@ -252,7 +251,6 @@ def test_an_exit_the_test_expects_passes(tmp_path, monkeypatch):
 def test_a_signal_the_test_sends_is_expected_and_leftovers_are_still_checked():
     with running_producer("synthetic", *SMALL) as producer:
         assert producer.stop(signal.SIGKILL) == -signal.SIGKILL
-
 
     # kill -9: the block and the record went with the producer's manager (else it raised)
 

@@ -306,8 +306,17 @@ def test_the_monitors_error_state_is_shown_like_a_failure(window):
     def error_status():  # the contract's Status(error=...); built by hand before the core has it
         if "error" in {f.name for f in dataclasses.fields(Status)}:
             return Status("errs", ERROR, error="corrupt header: slot count 0")  # type: ignore[call-arg]
-        return SimpleNamespace(stream="errs", state=ERROR, error="corrupt header: slot count 0", info=None,
-                               frame=None, new=False, sum=None, fps=None, latency_ms=None)
+        return SimpleNamespace(
+            stream="errs",
+            state=ERROR,
+            error="corrupt header: slot count 0",
+            info=None,
+            frame=None,
+            new=False,
+            sum=None,
+            fps=None,
+            latency_ms=None,
+        )
 
     with FrameWriter("good2", (H, W, 3)) as w:
         win = window("good2", "errs")
@@ -450,8 +459,16 @@ def test_the_wheel_zooms_the_panel_under_it(window):
         left, right = win.panels
         fitted = right.view.scale()
         at = QPointF(20, 20)
-        wheel = QWheelEvent(at, right.view.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
-                            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        wheel = QWheelEvent(
+            at,
+            right.view.mapToGlobal(at),
+            QPoint(0, 0),
+            QPoint(0, 120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
         QApplication.sendEvent(right.view, wheel)
         assert right.view.scale() == pytest.approx(fitted * 1.25) and left.view.zoom is None
         assert right.pixel.text().startswith(f"{fitted * 125:.0f} %")
@@ -502,8 +519,10 @@ def roi_rows_expected(image, roi, names):
     rows = [f"roi {x},{y},{w}x{h}"]
     for c, name in enumerate(names):
         v = region[..., c].astype(np.float64)
-        rows.append(f"{name} min {int(v.min()):,} max {int(v.max()):,} mean {v.mean():.4g} std {v.std():.4g} "
-                    f"sum {int(region[..., c].sum(dtype=np.uint64)):,}")
+        rows.append(
+            f"{name} min {int(v.min()):,} max {int(v.max()):,} mean {v.mean():.4g} std {v.std():.4g} "
+            f"sum {int(region[..., c].sum(dtype=np.uint64)):,}"
+        )
     return rows
 
 
@@ -540,8 +559,13 @@ def test_a_right_drag_selects_too_and_a_click_selects_nothing(window, qtbot):
         here = view.to_widget(3.5, 3.5).toPoint()
         shift_drag(qtbot, view, here, here, Qt.MouseButton.RightButton)
         assert panel.roi is None
-        shift_drag(qtbot, view, view.to_widget(2.5, 2.5).toPoint(), view.to_widget(12.5, 9.5).toPoint(),
-                   Qt.MouseButton.RightButton)
+        shift_drag(
+            qtbot,
+            view,
+            view.to_widget(2.5, 2.5).toPoint(),
+            view.to_widget(12.5, 9.5).toPoint(),
+            Qt.MouseButton.RightButton,
+        )
         assert panel.roi is not None
         assert panel.roi_line.text().split("\n") == roi_rows_expected(frame, panel.roi, "I")
 

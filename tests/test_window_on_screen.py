@@ -34,7 +34,8 @@ def display():
     read, write = os.pipe()
     server = subprocess.Popen(
         [XVFB, "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-        pass_fds=(write,), stderr=subprocess.DEVNULL,
+        pass_fds=(write,),
+        stderr=subprocess.DEVNULL,
     )
     os.close(write)
     with os.fdopen(read) as ready:
@@ -145,8 +146,9 @@ def test_paused_stale_and_broken_panels_say_so_on_screen(display, tmp_path):
     """A paused window, one panel live, one whose producer died, one whose stream fails:
     the screen shows the bars still, the status lines in the state colours, and PAUSED."""
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
-    window = subprocess.Popen([sys.executable, "-c", STATES_WINDOW], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    window = subprocess.Popen(
+        [sys.executable, "-c", STATES_WINDOW], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert window.stdout is not None and window.stdout.readline().strip() == "ready"
         shot = tmp_path / "states.png"
@@ -184,8 +186,9 @@ def red_box(image: np.ndarray | None) -> tuple[int, int, int, int] | None:
 def test_a_metadata_rect_appears_in_place_and_colour_at_fit_and_at_200_percent(display, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"} | {"DISPLAY": display}
     args = [sys.executable, str(OVERLAY_WINDOW)]
-    window = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    window = subprocess.Popen(
+        args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert window.stdin is not None and window.stdout is not None
         shot = tmp_path / "overlay.png"

@@ -105,8 +105,12 @@ def test_shapes_are_parsed_and_made_into_paths_once_per_frame_not_per_repaint(wi
 
 def test_shapes_drawn_through_paths_land_on_the_same_pixels_at_any_zoom(window):
     """A polygon and a point cross, drawn from the cached paths, follow fit and zoom."""
-    meta = {"overlay": [{"polygon": [[20, 20], [60, 20], [60, 50]], "colour": "#ff0000"},
-                        {"point": [100, 80], "colour": "#ff0000"}]}
+    meta = {
+        "overlay": [
+            {"polygon": [[20, 20], [60, 20], [60, 50]], "colour": "#ff0000"},
+            {"point": [100, 80], "colour": "#ff0000"},
+        ]
+    }
     with FrameWriter("paths", (H, W, 3), meta_bytes=META_BYTES) as w:
         w.write(np.full((H, W, 3), 40, np.uint8), meta=meta)
         win = window("paths")

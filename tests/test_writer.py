@@ -51,9 +51,7 @@ def test_round_trip(shape, dtype):
             assert got.image.shape == shape and got.image.dtype == dtype
 
 
-@pytest.mark.parametrize(
-    "bad", [np.zeros((480, 640), np.uint8), np.zeros((480, 640, 3), np.uint16), [[1, 2]], None]
-)
+@pytest.mark.parametrize("bad", [np.zeros((480, 640), np.uint8), np.zeros((480, 640, 3), np.uint16), [[1, 2]], None])
 def test_wrong_frame_is_refused_and_the_stream_goes_on(bad):
     with FrameWriter("bad") as w, FrameReader("bad") as r:
         with pytest.raises(FrameMismatchError, match="takes"):

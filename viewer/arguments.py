@@ -47,6 +47,7 @@ def FPS(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be 0 (as fast as possible) or at least 0.001, got {text}")
     return value
 
+
 SLOTS = number(int, 1, MAX_SLOTS)
 POSITIVE = number(int, 0, above=True)
 

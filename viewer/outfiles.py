@@ -41,8 +41,10 @@ class OutputFolder:
         try:
             return os.open(name, _NEW, mode, dir_fd=self._fd)
         except FileExistsError:
-            raise OutputError(f"{self.path / name} already exists: shmview never replaces anything; "
-                              "choose another name or remove it", path=str(self.path / name)) from None
+            raise OutputError(
+                f"{self.path / name} already exists: shmview never replaces anything; choose another name or remove it",
+                path=str(self.path / name),
+            ) from None
         except OSError as exc:
             raise OutputError(f"cannot create {self.path / name}: {exc.strerror}", path=str(self.path / name)) from exc
 
@@ -104,11 +106,16 @@ def check_folder(fd: int, path: Path) -> None:
     write into that is not sticky."""
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() and st.st_uid not in _TRUSTED_OWNERS:
-        raise OutputError(f"folder {path} belongs to another user (uid {st.st_uid}): "
-                          "shmview writes only into your own folders", path=str(path))
+        raise OutputError(
+            f"folder {path} belongs to another user (uid {st.st_uid}): shmview writes only into your own folders",
+            path=str(path),
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise OutputError(f"folder {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o}, "
-                          "not sticky): use a folder of your own, or chmod go-w it", path=str(path))
+        raise OutputError(
+            f"folder {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o}, "
+            "not sticky): use a folder of your own, or chmod go-w it",
+            path=str(path),
+        )
 
 
 def _open_checked(path: Path, at: int | None = None) -> int:

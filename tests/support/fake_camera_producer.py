@@ -1,6 +1,6 @@
 """`shmview produce camera ...` with FakeCapture in place of cv2.VideoCapture.
 
-    python tests/support/fake_camera_producer.py CUE_DIR produce camera --name cam --device 0
+python tests/support/fake_camera_producer.py CUE_DIR produce camera --name cam --device 0
 """
 
 import functools

@@ -28,8 +28,12 @@ TLS_KEYS = {"ca": "root_ca_certificate", "cert": "connect_certificate", "key": "
 
 def config(args: argparse.Namespace) -> zenoh.Config:
     conf = zenoh.Config()
-    for key, value in (("connect/endpoints", [args.connect]), ("listen/endpoints", []),
-                       ("scouting/multicast/enabled", False), ("transport/shared_memory/enabled", False)):
+    for key, value in (
+        ("connect/endpoints", [args.connect]),
+        ("listen/endpoints", []),
+        ("scouting/multicast/enabled", False),
+        ("transport/shared_memory/enabled", False),
+    ):
         conf.insert_json5(key, json.dumps(value))
     for name, key in TLS_KEYS.items():
         if getattr(args, name):

@@ -25,9 +25,7 @@ def read_line(proc: subprocess.Popen, timeout: float = 20.0) -> str:
 
 
 def start(args: Sequence[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> tuple[int, str]:

@@ -23,8 +23,13 @@ import zenoh
 
 def session(endpoint: str) -> zenoh.Session:
     conf = zenoh.Config()
-    for key, value in (("mode", "peer"), ("connect/endpoints", [endpoint]), ("listen/endpoints", []),
-                       ("scouting/multicast/enabled", False), ("transport/shared_memory/enabled", False)):
+    for key, value in (
+        ("mode", "peer"),
+        ("connect/endpoints", [endpoint]),
+        ("listen/endpoints", []),
+        ("scouting/multicast/enabled", False),
+        ("transport/shared_memory/enabled", False),
+    ):
         conf.insert_json5(key, json.dumps(value))
     return zenoh.open(conf)
 

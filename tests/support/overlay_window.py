@@ -36,7 +36,9 @@ DEMO_META = {
         {"text": "frame from cam0", "at": [8, 16]},
         {"circle": [10, 10, 5]},
     ],
-    "exposure_ms": 12.5, "gain_db": 3.0, "camera": "cam0",
+    "exposure_ms": 12.5,
+    "gain_db": 3.0,
+    "camera": "cam0",
 }
 
 

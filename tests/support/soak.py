@@ -57,8 +57,19 @@ class Soak:
         self.done = threading.Event()
 
     def start_producer(self) -> subprocess.Popen:
-        cmd = [*CLI, "produce", "synthetic", "--name", self.name, "--pattern", "solid", "--size", f"{W}x{H}",
-               "--fps", "120"]
+        cmd = [
+            *CLI,
+            "produce",
+            "synthetic",
+            "--name",
+            self.name,
+            "--pattern",
+            "solid",
+            "--size",
+            f"{W}x{H}",
+            "--fps",
+            "120",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -95,8 +106,9 @@ class Soak:
 
     def churn_readers(self) -> None:
         while not self.done.wait(self.rng.uniform(0.1, 0.5)):
-            proc = subprocess.Popen([sys.executable, "-c", READER, self.name], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", READER, self.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
             self.stats["reader processes"] += 1
             if self.rng.random() < 0.5:
                 time.sleep(self.rng.uniform(0.05, 0.4))
@@ -110,10 +122,15 @@ class Soak:
 
     def run(self) -> int:
         litter = LitterCheck(mappings=False)  # judges only what this soak makes (viewer.testing)
-        viewer = subprocess.Popen([*CLI, "view", self.name, "--headless", "--json", "--interval-ms", "50",
-                                   "--timeout", "600"], stdout=subprocess.PIPE, text=True)
-        threads = [threading.Thread(target=f, args=a) for f, a in
-                   [(self.follow_viewer, (viewer,)), (self.read_in_process, ()), (self.churn_readers, ())]]
+        viewer = subprocess.Popen(
+            [*CLI, "view", self.name, "--headless", "--json", "--interval-ms", "50", "--timeout", "600"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threads = [
+            threading.Thread(target=f, args=a)
+            for f, a in [(self.follow_viewer, (viewer,)), (self.read_in_process, ()), (self.churn_readers, ())]
+        ]
         for t in threads:
             t.start()
         end = time.monotonic() + self.seconds
@@ -149,8 +166,11 @@ class Soak:
         left = litter.wait(timeout=5)
         leaked = left.blocks
         me = os.getpid()
-        orphans = [p.pid for p in psutil.process_iter(["cmdline"])
-                   if p.pid != me and self.name in " ".join(p.info["cmdline"] or [])]
+        orphans = [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if p.pid != me and self.name in " ".join(p.info["cmdline"] or [])
+        ]
         survived = sum(b in self.viewer_blocks for b in self.blocks_seen)
         s = self.stats
         print(f"soak: {self.seconds:g} s, stream {self.name}, seed {self.seed}")
@@ -164,8 +184,15 @@ class Soak:
         self.problems += [f"left behind: {item}" for item in (*left.blocks, *left.records, *left.processes)]
         for p in self.problems[:10]:
             print(f"problem: {p}")
-        ok = (not left and not orphans and not self.problems and s["torn frames"] == 0
-              and s["viewer bad sums"] == 0 and survived == len(self.blocks_seen) and s["frames read"] > 0)
+        ok = (
+            not left
+            and not orphans
+            and not self.problems
+            and s["torn frames"] == 0
+            and s["viewer bad sums"] == 0
+            and survived == len(self.blocks_seen)
+            and s["frames read"] > 0
+        )
         print("soak: OK" if ok else "soak: FAILED")
         replay = f"python tests/support/soak.py --seconds {self.seconds:g} --seed {self.seed}"
         print(f"soak: seed {self.seed} (same schedule of signals, sleeps and kills: {replay})")

@@ -61,8 +61,9 @@ def run_demo(args: argparse.Namespace) -> int:
             print(ready, flush=True)
             shown = ["--headless"] if args.headless else []
             shown += ["--count", str(args.count)] if args.count else []
-            code = view.run_view(view.arguments([args.name, *shown]), stop=stop,
-                                 until=lambda: producer.poll() is not None)
+            code = view.run_view(
+                view.arguments([args.name, *shown]), stop=stop, until=lambda: producer.poll() is not None
+            )
             if stop.is_set():
                 return EXIT_OK  # stopped, as a viewer is meant to be
             if producer.poll() is not None:  # it stopped by itself, or was stopped on its own

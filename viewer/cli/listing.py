@@ -34,15 +34,34 @@ def stream_rows() -> list[dict[str, object]]:
         except StreamNotFoundError:
             continue  # ended between listing and attaching
         except ShmviewError as exc:  # live, but unreadable: shown, never hidden
-            rows.append({"name": rec.name, "block": rec.block, "shape": None, "dtype": None, "pixel_format": None,
-                         "frames": None, "pid": rec.pid, "age_s": None, "error": str(exc)})
+            rows.append(
+                {
+                    "name": rec.name,
+                    "block": rec.block,
+                    "shape": None,
+                    "dtype": None,
+                    "pixel_format": None,
+                    "frames": None,
+                    "pid": rec.pid,
+                    "age_s": None,
+                    "error": str(exc),
+                }
+            )
             continue
         age = (time.time_ns() - frame.timestamp_ns) / 1e9 if frame and frame.timestamp_ns else None
-        rows.append({
-            "name": rec.name, "block": info.block, "shape": list(info.shape), "dtype": info.dtype,
-            "pixel_format": info.pixel_format, "frames": written, "pid": rec.pid,
-            "age_s": None if age is None else round(age, 3), "error": None,
-        })
+        rows.append(
+            {
+                "name": rec.name,
+                "block": info.block,
+                "shape": list(info.shape),
+                "dtype": info.dtype,
+                "pixel_format": info.pixel_format,
+                "frames": written,
+                "pid": rec.pid,
+                "age_s": None if age is None else round(age, 3),
+                "error": None,
+            }
+        )
     return rows
 
 
@@ -66,10 +85,18 @@ def list_command(args: argparse.Namespace) -> int:
             table.append((str(r["name"]), str(r["block"]), "error:", str(r["error"]), "", "", str(r["pid"]), ""))
             continue
         age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
-        table.append((
-            str(r["name"]), str(r["block"]), size_text(r["shape"]),  # type: ignore[arg-type]
-            str(r["pixel_format"]), str(r["dtype"]), str(r["frames"]), str(r["pid"]), age,
-        ))
+        table.append(
+            (
+                str(r["name"]),
+                str(r["block"]),
+                size_text(r["shape"]),  # type: ignore[arg-type]
+                str(r["pixel_format"]),
+                str(r["dtype"]),
+                str(r["frames"]),
+                str(r["pid"]),
+                age,
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -71,7 +71,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="shmview", description="Live image frames between processes over shared memory.",
+        prog="shmview",
+        description="Live image frames between processes over shared memory.",
         epilog=EXAMPLES + "\n" + EXIT_CODES,
     )
     p.add_argument("--version", action="version", version=f"shmview {_version()}")

@@ -22,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = prod.add_subparsers(dest="source", required=True, parser_class=type(prod))
     syn = kinds.add_parser("synthetic", help="test patterns with known content", epilog=EXIT_CODES)
     syn.add_argument("--pattern", choices=PATTERNS, default="gradient", help="what each frame shows")
-    syn.add_argument("--size", type=T.size, default=(640, 480), metavar="WxH",
-                     help="WIDTHxHEIGHT (default 640x480)")
+    syn.add_argument("--size", type=T.size, default=(640, 480), metavar="WxH", help="WIDTHxHEIGHT (default 640x480)")
     syn.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 grey, 3 BGR")
     syn.add_argument("--fps", type=T.FPS, metavar="N", default=30.0, help="frames per second; 0: as fast as possible")
     syn.set_defaults(func=_produce_synthetic)
@@ -48,15 +47,20 @@ def _add_sources(kinds: argparse._SubParsersAction) -> tuple[argparse.ArgumentPa
     fold = kinds.add_parser("folder", help="the images in a folder, in name order", epilog=EXIT_CODES)
     fold.add_argument("--path", required=True, type=Path, help="the folder")
     fold.add_argument("--loop", action="store_true", help="start over after the last image")
-    fold.add_argument("--threads", type=T.number(int, 1, 64), default=min(4, os.cpu_count() or 1),
-                      help="decoding threads")
+    fold.add_argument(
+        "--threads", type=T.number(int, 1, 64), default=min(4, os.cpu_count() or 1), help="decoding threads"
+    )
     fold.add_argument("--fps", type=T.FPS, metavar="N", default=10.0, help="frames per second")
     for src in (cam, vid, fold):
-        src.add_argument("--size", type=T.size, metavar="WxH",
-                         help="WIDTHxHEIGHT of the stream (default: the first frame's)")
+        src.add_argument(
+            "--size", type=T.size, metavar="WxH", help="WIDTHxHEIGHT of the stream (default: the first frame's)"
+        )
         src.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 BGR (default: the first frame's)")
-        src.add_argument("--stretch", action="store_true", help="fill --size, not keeping the aspect ratio "
-                         "(default: keep it, with black bars)")
+        src.add_argument(
+            "--stretch",
+            action="store_true",
+            help="fill --size, not keeping the aspect ratio (default: keep it, with black bars)",
+        )
         src.add_argument("--letterbox", dest="stretch", action="store_false", help=argparse.SUPPRESS)  # old name
         src.set_defaults(func=_produce_source)
     return cam, vid, fold
@@ -108,7 +112,13 @@ def _produce_source(args: argparse.Namespace) -> int:
 
     with contextlib.nullcontext() if args.verbose else native_noise_filtered():
         serve(
-            source, args.name, size=args.size, channels=args.channels, letterbox=not args.stretch,
-            slots=args.slots, fps=fps, frames=args.frames,
+            source,
+            args.name,
+            size=args.size,
+            channels=args.channels,
+            letterbox=not args.stretch,
+            slots=args.slots,
+            fps=fps,
+            frames=args.frames,
         )
     return EXIT_OK

@@ -13,41 +13,68 @@ from viewer.signals import Stop, stop_flag
 from viewer.stream.protocol import DTYPES, PIXEL_FORMATS, make_layout
 from viewer.view.monitor import RawSpec
 
-VIEW_EPILOG = """examples:
+VIEW_EPILOG = (
+    """examples:
   shmview view cam0 cam1                     # a window with two panels
   shmview view cam0 --json --count 1         # one JSON line per stream, then exit
   shmview view psm_1a2b --raw-shape 480,640,3 --headless   # a bare numpy array's block
 
 --json and --count imply --headless. Without a reachable display, view prints text.
 
-""" + EXIT_CODES
+"""
+    + EXIT_CODES
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     view = sub.add_parser("view", help="show streams, in a window or as text", epilog=VIEW_EPILOG)
-    view.add_argument("names", nargs="+", metavar="NAME",
-                      help="stream name(s), or block name(s) with --block or --raw-shape")
+    view.add_argument(
+        "names", nargs="+", metavar="NAME", help="stream name(s), or block name(s) with --block or --raw-shape"
+    )
     view.add_argument("--headless", action="store_true", help="print lines instead of opening a window")
-    view.add_argument("--interval-ms", type=T.POSITIVE, metavar="MS", default=300,
-                      help="refresh period in milliseconds")
+    view.add_argument(
+        "--interval-ms", type=T.POSITIVE, metavar="MS", default=300, help="refresh period in milliseconds"
+    )
     view.add_argument("--json", action="store_true", help="one JSON object per stream per refresh (headless)")
     view.add_argument("--count", type=T.POSITIVE, metavar="N", help="exit after N refreshes (headless; default: never)")
-    view.add_argument("--timeout", type=T.number(float, 0), metavar="S",
-                      help="headless: seconds to wait for a stream to appear before exit 3 (default 5)")
-    view.add_argument("--block", action="store_true",
-                      help="the names are shmview block names (psm_...), not stream names; "
-                           "each must be a file of yours in /dev/shm")
-    view.add_argument("--raw-shape", type=T.shape, metavar="H,W[,C]",
-                      help="read a bare array at offset 0 of a foreign block; numpy shape H,W[,C]")
+    view.add_argument(
+        "--timeout",
+        type=T.number(float, 0),
+        metavar="S",
+        help="headless: seconds to wait for a stream to appear before exit 3 (default 5)",
+    )
+    view.add_argument(
+        "--block",
+        action="store_true",
+        help="the names are shmview block names (psm_...), not stream names; each must be a file of yours in /dev/shm",
+    )
+    view.add_argument(
+        "--raw-shape",
+        type=T.shape,
+        metavar="H,W[,C]",
+        help="read a bare array at offset 0 of a foreign block; numpy shape H,W[,C]",
+    )
     view.add_argument("--dtype", default="uint8", choices=DTYPES, help="with --raw-shape: the array's dtype")
-    view.add_argument("--pixel-format", choices=tuple(PIXEL_FORMATS),
-                      help="with --raw-shape (default: GRAY, BGR or BGRA from the channels)")
-    view.add_argument("--levels", type=T.levels, metavar="LO,HI",
-                      help="window: fixed display levels LO,HI for uint16/float frames (default: automatic)")
-    view.add_argument("--roi", type=T.roi, metavar="X,Y,W,H",
-                      help="a region whose per-channel min, max, mean, std and sum are shown (window) or printed")
-    view.add_argument("--snapshot-dir", type=Path, metavar="DIR",
-                      help="window: where Ctrl+S saves frames (default: here)")
+    view.add_argument(
+        "--pixel-format",
+        choices=tuple(PIXEL_FORMATS),
+        help="with --raw-shape (default: GRAY, BGR or BGRA from the channels)",
+    )
+    view.add_argument(
+        "--levels",
+        type=T.levels,
+        metavar="LO,HI",
+        help="window: fixed display levels LO,HI for uint16/float frames (default: automatic)",
+    )
+    view.add_argument(
+        "--roi",
+        type=T.roi,
+        metavar="X,Y,W,H",
+        help="a region whose per-channel min, max, mean, std and sum are shown (window) or printed",
+    )
+    view.add_argument(
+        "--snapshot-dir", type=Path, metavar="DIR", help="window: where Ctrl+S saves frames (default: here)"
+    )
     view.set_defaults(func=run_view)
 
 
@@ -96,8 +123,13 @@ def run_view(args: argparse.Namespace, stop: Stop | None = None, until: Callable
             from viewer.gui import window
 
             return window.run(
-                args.names, interval_s=args.interval_ms / 1000, raw=raw, block=args.block, levels=args.levels,
-                snapshot_dir=args.snapshot_dir, roi=args.roi,
+                args.names,
+                interval_s=args.interval_ms / 1000,
+                raw=raw,
+                block=args.block,
+                levels=args.levels,
+                snapshot_dir=args.snapshot_dir,
+                roi=args.roi,
             )
         print(f"shmview: no display: {problem}; showing the stream as text", file=sys.stderr, flush=True)
     from viewer.view import headless as text
@@ -105,6 +137,14 @@ def run_view(args: argparse.Namespace, stop: Stop | None = None, until: Callable
     timeout = args.timeout if args.timeout is not None else 5.0
     with stop_flag(stop) as stopping:  # SIGINT, SIGTERM and SIGHUP end the text viewer cleanly: exit 0
         return text.run(
-            args.names, interval_s=args.interval_ms / 1000, as_json=args.json, count=args.count,
-            timeout_s=timeout, raw=raw, block=args.block, until=until, roi=args.roi, stop=stopping,
+            args.names,
+            interval_s=args.interval_ms / 1000,
+            as_json=args.json,
+            count=args.count,
+            timeout_s=timeout,
+            raw=raw,
+            block=args.block,
+            until=until,
+            roi=args.roi,
+            stop=stopping,
         )

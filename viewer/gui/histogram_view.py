@@ -12,8 +12,13 @@ from PyQt6.QtWidgets import QSizePolicy, QWidget
 from viewer.gui.image_view import BACKGROUND
 from viewer.view.histogram import Histogram
 
-CHANNEL_COLOUR = {"B": QColor(70, 130, 255), "G": QColor(60, 200, 60), "R": QColor(235, 60, 60),
-                  "A": QColor(200, 200, 200), "I": QColor(190, 190, 190)}
+CHANNEL_COLOUR = {
+    "B": QColor(70, 130, 255),
+    "G": QColor(60, 200, 60),
+    "R": QColor(235, 60, 60),
+    "A": QColor(200, 200, 200),
+    "I": QColor(190, 190, 190),
+}
 MARKER = QColor(255, 235, 0)
 GRAB_PX = 6  # how near a marker a press must be to take it
 

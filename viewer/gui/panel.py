@@ -41,8 +41,13 @@ class StreamPanel(QWidget):
     ``on_screen`` the look whose frame is shown (a private copy while paused)."""
 
     def __init__(
-        self, name: str, *, raw: RawSpec | None = None, block: bool = False,
-        levels: tuple[float, float] | None = None, roi: Roi | None = None,
+        self,
+        name: str,
+        *,
+        raw: RawSpec | None = None,
+        block: bool = False,
+        levels: tuple[float, float] | None = None,
+        roi: Roi | None = None,
     ) -> None:
         super().__init__()
         self.view = ImageView(self)
@@ -53,8 +58,14 @@ class StreamPanel(QWidget):
         self.meta_line = TextLine(self)  # the frame's metadata; hidden when it has none
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        for widget, stretch in ((self.view, 1), (self.histogram, 0), (self.status, 0), (self.pixel, 0),
-                                (self.roi_line, 0), (self.meta_line, 0)):
+        for widget, stretch in (
+            (self.view, 1),
+            (self.histogram, 0),
+            (self.status, 0),
+            (self.pixel, 0),
+            (self.roi_line, 0),
+            (self.meta_line, 0),
+        ):
             layout.addWidget(widget, stretch)
         for hidden in (self.histogram, self.roi_line, self.meta_line):
             hidden.hide()

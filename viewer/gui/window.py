@@ -109,12 +109,17 @@ class ViewerWindow(QMainWindow):
         self._action("&View", "Zoom in", ["+", "="], lambda: self._zoom(ZOOM_STEP))
         self._action("&View", "Zoom out", ["-"], lambda: self._zoom(1 / ZOOM_STEP))
         self.menus["&View"].addSeparator()
-        self.overlay_action = self._toggle("Overlays (metadata shapes)", "O", True,
-                                           lambda p, on: p.view.set_show_shapes(on))
+        self.overlay_action = self._toggle(
+            "Overlays (metadata shapes)", "O", True, lambda p, on: p.view.set_show_shapes(on)
+        )
         self.histogram_action = self._toggle("Histogram", "H", False, lambda p, on: p.set_histogram_visible(on))
         self.log_action = self._toggle("Histogram: log counts", "L", False, lambda p, on: p.histogram.set_log(on))
-        self._action("&View", "Clear ROI (Shift-drag or right-drag selects one)", ["Esc"],
-                     lambda: self.target_panel().set_roi(None))
+        self._action(
+            "&View",
+            "Clear ROI (Shift-drag or right-drag selects one)",
+            ["Esc"],
+            lambda: self.target_panel().set_roi(None),
+        )
         streams = self.menus["&Stream"]
         streams.aboutToShow.connect(self._fill_stream_menu)
 

@@ -88,8 +88,7 @@ class Throttled:
 
     def flush(self) -> None:
         if self._held > 1:
-            log.warning("%s: %s (and %d more like it since the last warning)", self.subject, self._last,
-                        self._held - 1)
+            log.warning("%s: %s (and %d more like it since the last warning)", self.subject, self._last, self._held - 1)
         elif self._held:
             log.warning("%s: %s", self.subject, self._last)
         self._held = 0
@@ -108,10 +107,13 @@ def claimed_writer(name: str, head: Header, keep_free: float) -> FrameWriter:
         vfs = os.statvfs(SHM_DIR)
         free, total = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
         if free - layout.block_size < keep_free * total:
-            raise ShmviewError(f"a {layout.block_size:,}-byte mirror would leave less than "
-                               f"{keep_free:.0%} of {SHM_DIR} free ({free:,} of {total:,} bytes free)")
-        return FrameWriter(name, head.shape, head.dtype, pixel_format=head.pixel_format, slots=SLOTS,
-                           meta_bytes=META_BYTES)
+            raise ShmviewError(
+                f"a {layout.block_size:,}-byte mirror would leave less than "
+                f"{keep_free:.0%} of {SHM_DIR} free ({free:,} of {total:,} bytes free)"
+            )
+        return FrameWriter(
+            name, head.shape, head.dtype, pixel_format=head.pixel_format, slots=SLOTS, meta_bytes=META_BYTES
+        )
 
 
 class Mirror:
@@ -127,8 +129,9 @@ class Mirror:
         self._writer: FrameWriter | None = None
         self._remake_at = 0.0
         self._subscriber = session.declare_subscriber(key, zenoh.handlers.RingChannel(1))
-        self._thread = threading.Thread(target=self._run, args=(self._subscriber.handler,),
-                                        name=f"mirror-{local}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._subscriber.handler,), name=f"mirror-{local}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, why: str) -> None:
@@ -179,8 +182,10 @@ class Mirror:
             raise CodecError("a message without a shmview frame header (or with one too big)")
         head = Header.unpack(sample.attachment.to_bytes())
         if head.frame_bytes > self.limits.max_frame_bytes:
-            raise CodecError(f"a {head.shape[1]}x{head.shape[0]} {head.dtype} frame of {head.frame_bytes:,} bytes "
-                             f"is over --max-frame-bytes ({self.limits.max_frame_bytes:,})")
+            raise CodecError(
+                f"a {head.shape[1]}x{head.shape[0]} {head.dtype} frame of {head.frame_bytes:,} bytes "
+                f"is over --max-frame-bytes ({self.limits.max_frame_bytes:,})"
+            )
         if len(sample.payload) > _payload_cap(head.frame_bytes):
             raise CodecError(f"a {len(sample.payload):,}-byte payload for a {head.frame_bytes:,}-byte frame")
         return head
@@ -191,11 +196,13 @@ class Mirror:
         allocate a block every frame; None while that, or /dev/shm, says no."""
         w = self._writer
         if w is not None and (w.layout.shape, w.layout.dtype.name, w.layout.pixel_format) == (
-                head.shape, head.dtype, head.pixel_format):
+            head.shape,
+            head.dtype,
+            head.pixel_format,
+        ):
             return w
         if time.monotonic() < self._remake_at:
-            self.drops.warn("dropped a frame: its stream changed shape again within "
-                            f"{REMAKE_EVERY_S} s")
+            self.drops.warn(f"dropped a frame: its stream changed shape again within {REMAKE_EVERY_S} s")
             return None
         self._remake_at = time.monotonic() + REMAKE_EVERY_S
         self._close("shape changed")
@@ -204,8 +211,10 @@ class Mirror:
         except ShmviewError as exc:  # the name taken by a producer here, no room: try again later
             self.drops.warn(f"not mirroring as {self.local} for now: {exc}")
             return None
-        self.report(f"mirroring {self.key} as {self.local} ({head.codec}, {head.shape[1]}x{head.shape[0]} "
-                    f"{head.pixel_format} {head.dtype})")
+        self.report(
+            f"mirroring {self.key} as {self.local} ({head.codec}, {head.shape[1]}x{head.shape[0]} "
+            f"{head.pixel_format} {head.dtype})"
+        )
         return self._writer
 
     def _close(self, why: str) -> None:
@@ -219,8 +228,14 @@ class Bridge:
     """Mirrors every remote stream whose key matches ``pattern``, while it is live, up to
     ``limits.max_streams`` at a time."""
 
-    def __init__(self, session: Any, pattern: str = f"{KEY_ROOT}/**", prefix: str = "",
-                 report: Report = log.info, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        pattern: str = f"{KEY_ROOT}/**",
+        prefix: str = "",
+        report: Report = log.info,
+        limits: Limits | None = None,
+    ) -> None:
         import zenoh
 
         self.session, self.pattern, self.prefix, self.report = session, pattern, prefix, report
@@ -231,9 +246,11 @@ class Bridge:
         # A channel, not a callback: no Python code ever runs on Zenoh's own threads (a
         # callback still in flight while the interpreter exits aborts the process).
         self._tokens = session.liveliness().declare_subscriber(
-            pattern, zenoh.handlers.FifoChannel(TOKEN_QUEUE), history=True)
-        self._thread = threading.Thread(target=self._follow, args=(self._tokens.handler,),
-                                        name="bridge-liveliness", daemon=True)
+            pattern, zenoh.handlers.FifoChannel(TOKEN_QUEUE), history=True
+        )
+        self._thread = threading.Thread(
+            target=self._follow, args=(self._tokens.handler,), name="bridge-liveliness", daemon=True
+        )
         self._thread.start()
 
     def _follow(self, tokens: Any) -> None:
@@ -262,8 +279,9 @@ class Bridge:
         if len(self.mirrors) >= self.limits.max_streams:
             if len(self._waiting) < WAITING_MAX:
                 self._waiting[key] = None
-            self.refusals.warn(f"not mirroring {key} (yet): already mirroring {len(self.mirrors)} "
-                               "streams, the --max-streams limit")
+            self.refusals.warn(
+                f"not mirroring {key} (yet): already mirroring {len(self.mirrors)} streams, the --max-streams limit"
+            )
             return
         self.mirrors[key] = Mirror(self.session, key, local, self.report, self.limits)
 

@@ -77,35 +77,68 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
     if listen:
-        p.add_argument("--listen", action="append", type=check_endpoint, metavar="ENDPOINT",
-                       help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)")
-    p.add_argument("--connect", action="append", type=check_endpoint, metavar="ENDPOINT",
-                   help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)")
-    p.add_argument("--zenoh-config", type=Path, metavar="FILE",
-                   help="a Zenoh config file (json5): TLS, access control, a router...")
+        p.add_argument(
+            "--listen",
+            action="append",
+            type=check_endpoint,
+            metavar="ENDPOINT",
+            help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)",
+        )
+    p.add_argument(
+        "--connect",
+        action="append",
+        type=check_endpoint,
+        metavar="ENDPOINT",
+        help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)",
+    )
+    p.add_argument(
+        "--zenoh-config",
+        type=Path,
+        metavar="FILE",
+        help="a Zenoh config file (json5): TLS, access control, a router...",
+    )
     p.add_argument("--scout", action="store_true", help="let Zenoh find peers by UDP multicast on the LAN")
     add_security_options(p)
 
 
 def add_share(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("share", help="publish local streams on the network (Zenoh)",
-                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}")
-    p.add_argument("names", nargs="*", metavar="NAME", help="streams to share (default: every live stream, "
-                   "also ones that start later)")
+    p = sub.add_parser(
+        "share",
+        help="publish local streams on the network (Zenoh)",
+        epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}",
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="streams to share (default: every live stream, also ones that start later)",
+    )
     add_network_options(p)
     p.add_argument("--codec", choices=CODECS, default="raw", help="raw and png are lossless; jpeg is small")
     p.add_argument("--quality", type=_quality, default=90, help="JPEG quality, 1-100")
     p.add_argument("--max-fps", type=_max_fps, metavar="F", help="send at most F frames per second per stream")
-    p.add_argument("--host-id", type=_host_id, default=default_host_id(),
-                   help="the word remote users see this machine as (default: the host name)")
+    p.add_argument(
+        "--host-id",
+        type=_host_id,
+        default=default_host_id(),
+        help="the word remote users see this machine as (default: the host name)",
+    )
     return p
 
 
 def add_bridge(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("bridge", help="mirror remote streams into local ones (Zenoh)",
-                       epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}")
-    p.add_argument("pattern", nargs="?", type=_pattern, default=f"{KEY_ROOT}/**",
-                   help="Zenoh key pattern of the streams to mirror, e.g. shmview/robot1/*")
+    p = sub.add_parser(
+        "bridge",
+        help="mirror remote streams into local ones (Zenoh)",
+        epilog=f"{SHARE_EXAMPLES}\n{NETWORK_NOTE}\n\n{EXIT_CODES}",
+    )
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        type=_pattern,
+        default=f"{KEY_ROOT}/**",
+        help="Zenoh key pattern of the streams to mirror, e.g. shmview/robot1/*",
+    )
     add_network_options(p)
     p.add_argument("--prefix", default="", help="put this before each local name: <prefix><host-id>.<name>")
     add_bridge_limits(p)
@@ -119,15 +152,28 @@ def add_remote_options(lst: argparse.ArgumentParser) -> None:
 
 
 def add_security_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tls", type=Path, metavar="DIR",
-                   help="mutual TLS with the ca.pem, cert.pem and key.pem in DIR (made by `shmview tls`)")
-    p.add_argument("--insecure", action="store_true",
-                   help="allow endpoints anyone who reaches them can read and publish on (plain tcp/...)")
+    p.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="mutual TLS with the ca.pem, cert.pem and key.pem in DIR (made by `shmview tls`)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow endpoints anyone who reaches them can read and publish on (plain tcp/...)",
+    )
 
 
 def options(args: argparse.Namespace) -> NetOptions:
-    return NetOptions(getattr(args, "listen", None) or (), args.connect or (), args.zenoh_config, args.scout,
-                      tls_dir=args.tls, insecure=args.insecure)
+    return NetOptions(
+        getattr(args, "listen", None) or (),
+        args.connect or (),
+        args.zenoh_config,
+        args.scout,
+        tls_dir=args.tls,
+        insecure=args.insecure,
+    )
 
 
 def _vet(args: argparse.Namespace, command: str) -> None:
@@ -142,8 +188,11 @@ def _vet(args: argparse.Namespace, command: str) -> None:
         raise UsageError(f"shmview {command}: error: {exc}") from None
     if args.insecure:
         where = ", ".join([*(getattr(args, "listen", None) or ()), *(args.connect or ())]) or "the network"
-        print(f"shmview {command}: warning: --insecure: whoever reaches {where} can read and publish "
-              "these streams", file=sys.stderr, flush=True)
+        print(
+            f"shmview {command}: warning: --insecure: whoever reaches {where} can read and publish these streams",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _say(line: str) -> None:
@@ -170,8 +219,10 @@ def _keep_big_buffers() -> None:
 def require_endpoints(args: argparse.Namespace, command: str) -> None:
     """Nothing goes on a network the user did not name."""
     if not (getattr(args, "listen", None) or args.connect or args.zenoh_config or args.scout):
-        raise UsageError(f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
-                         "(local, or tls/HOST:PORT with --tls DIR; or --zenoh-config FILE)")
+        raise UsageError(
+            f"shmview {command}: error: say where: --listen ENDPOINT or --connect ENDPOINT "
+            "(local, or tls/HOST:PORT with --tls DIR; or --zenoh-config FILE)"
+        )
     _vet(args, command)
 
 
@@ -203,8 +254,15 @@ def run_share(args: argparse.Namespace) -> None:
     with SignalStop.installed() as stop:
         session = open_session(options(args))
         try:
-            sharer = Sharer(session, args.names, args.host_id, codec=args.codec, quality=args.quality,
-                            max_fps=args.max_fps, report=_say)
+            sharer = Sharer(
+                session,
+                args.names,
+                args.host_id,
+                codec=args.codec,
+                quality=args.quality,
+                max_fps=args.max_fps,
+                report=_say,
+            )
             what = ", ".join(args.names) or "every live stream"
             _say(f"share: {what} as {KEY_ROOT}/{args.host_id}/<name>, codec {args.codec}")
             sharer.run(stop)
@@ -275,11 +333,21 @@ def _positive(text: str) -> int:
 def add_bridge_limits(p: argparse.ArgumentParser) -> None:
     from viewer.net.bridge import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_STREAMS
 
-    p.add_argument("--max-frame-bytes", type=_positive, default=DEFAULT_MAX_FRAME_BYTES, metavar="N",
-                   help=f"drop frames whose pixels would take more than N bytes (default {DEFAULT_MAX_FRAME_BYTES:,}"
-                   ": 3840x2160, 4 channels of uint16)")
-    p.add_argument("--max-streams", type=_positive, default=DEFAULT_MAX_STREAMS, metavar="N",
-                   help=f"mirror at most N streams at a time (default {DEFAULT_MAX_STREAMS})")
+    p.add_argument(
+        "--max-frame-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_FRAME_BYTES,
+        metavar="N",
+        help=f"drop frames whose pixels would take more than N bytes (default {DEFAULT_MAX_FRAME_BYTES:,}"
+        ": 3840x2160, 4 channels of uint16)",
+    )
+    p.add_argument(
+        "--max-streams",
+        type=_positive,
+        default=DEFAULT_MAX_STREAMS,
+        metavar="N",
+        help=f"mirror at most N streams at a time (default {DEFAULT_MAX_STREAMS})",
+    )
 
 
 def bridge_limits(args: argparse.Namespace) -> Any:
@@ -317,19 +385,29 @@ def _dns_name(text: str) -> str:
 
 
 def add_tls(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("tls", help="certificates for mutual TLS between machines (share/bridge --tls)",
-                       epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
+    p = sub.add_parser(
+        "tls",
+        help="certificates for mutual TLS between machines (share/bridge --tls)",
+        epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}",
+    )
     kinds = p.add_subparsers(dest="tls_command", required=True, parser_class=type(p))
-    init = kinds.add_parser("init", help="a new CA and this host's certificate, in DIR",
-                            epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
+    init = kinds.add_parser(
+        "init", help="a new CA and this host's certificate, in DIR", epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}"
+    )
     init.add_argument("folder", type=Path, metavar="DIR", help="new or empty folder (made 0700)")
-    issue = kinds.add_parser("issue", help="another host's certificate from a CA folder",
-                             epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}")
+    issue = kinds.add_parser(
+        "issue", help="another host's certificate from a CA folder", epilog=f"{TLS_EPILOG}\n\n{EXIT_CODES}"
+    )
     issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR", help="a folder made by tls init")
     issue.add_argument("folder", type=Path, metavar="OUT_DIR", help="new or empty folder (made 0700)")
     for q in (init, issue):
-        q.add_argument("--host", action="append", type=_dns_name, metavar="NAME",
-                       help="a name or address peers reach this host by (repeatable; default: the host name)")
+        q.add_argument(
+            "--host",
+            action="append",
+            type=_dns_name,
+            metavar="NAME",
+            help="a name or address peers reach this host by (repeatable; default: the host name)",
+        )
         q.add_argument("--days", type=int, default=825, help="how long the host certificate is valid")
     p.set_defaults(func=tls_command)
     return p
@@ -346,10 +424,14 @@ def tls_command(args: argparse.Namespace) -> int:
         raise UsageError(f"shmview tls: error: --days must be 1 to 36500, got {args.days}")
     if args.tls_command == "init":
         tls.init(args.folder, hosts, args.days)
-        _say(f"tls: a new CA in {args.folder} ({tls.CA_KEY}: keep it there), and a certificate for "
-             f"{', '.join(hosts)}: use --tls {args.folder}")
+        _say(
+            f"tls: a new CA in {args.folder} ({tls.CA_KEY}: keep it there), and a certificate for "
+            f"{', '.join(hosts)}: use --tls {args.folder}"
+        )
     else:
         tls.issue(args.ca, args.folder, hosts, args.days)
-        _say(f"tls: a certificate for {', '.join(hosts)} in {args.folder}: copy that folder to the host "
-             f"and use --tls with it there")
+        _say(
+            f"tls: a certificate for {', '.join(hosts)} in {args.folder}: copy that folder to the host "
+            f"and use --tls with it there"
+        )
     return 0

@@ -60,8 +60,13 @@ class Header:
 
     def pack(self) -> bytes:
         fields: dict[str, Any] = {
-            "v": VERSION, "index": self.index, "timestamp_ns": self.timestamp_ns, "shape": self.shape,
-            "dtype": self.dtype, "pixel_format": self.pixel_format, "codec": self.codec,
+            "v": VERSION,
+            "index": self.index,
+            "timestamp_ns": self.timestamp_ns,
+            "shape": self.shape,
+            "dtype": self.dtype,
+            "pixel_format": self.pixel_format,
+            "codec": self.codec,
         }
         if self.meta is not None:
             fields["meta"] = self.meta
@@ -80,8 +85,15 @@ class Header:
         if not isinstance(raw, dict) or raw.get("v") != VERSION:
             version = raw.get("v") if isinstance(raw, dict) else None
             raise CodecError(f"not a shmview frame header of version {VERSION} (version {version!r})")
-        head = cls(_whole(raw, "index", MAX_INDEX), _whole(raw, "timestamp_ns", P.MAX_NS), _shape(raw),
-                   _word(raw, "dtype"), _word(raw, "pixel_format"), _word(raw, "codec"), raw.get("meta"))
+        head = cls(
+            _whole(raw, "index", MAX_INDEX),
+            _whole(raw, "timestamp_ns", P.MAX_NS),
+            _shape(raw),
+            _word(raw, "dtype"),
+            _word(raw, "pixel_format"),
+            _word(raw, "codec"),
+            raw.get("meta"),
+        )
         head._check()
         return head
 
@@ -168,8 +180,12 @@ def decode(head: Header, payload: bytes) -> np.ndarray:
         image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise CodecError(f"{head.codec} payload does not decode: {str(exc).strip():.120}") from None
-    if image is None or image.shape[:2] != head.shape[:2] or image.size != math.prod(head.shape) \
-            or image.dtype != dtype:
+    if (
+        image is None
+        or image.shape[:2] != head.shape[:2]
+        or image.size != math.prod(head.shape)
+        or image.dtype != dtype
+    ):
         got = "nothing" if image is None else f"{image.shape} {image.dtype}"
         raise CodecError(f"{head.codec} payload decoded to {got}, header says {head.shape} {head.dtype}")
     return image.reshape(head.shape)
@@ -189,8 +205,10 @@ def _check_dimensions(head: Header, payload: bytes) -> None:
     expected = (*head.shape[:2], channels, 8 * np.dtype(head.dtype).itemsize)
     if found != expected:
         h, w, c, bits = found
-        raise CodecError(f"{head.codec} image is {w}x{h}, {c} channel(s) of {bits} bits; "
-                         f"the header says {head.shape} {head.dtype}: not decoded")
+        raise CodecError(
+            f"{head.codec} image is {w}x{h}, {c} channel(s) of {bits} bits; "
+            f"the header says {head.shape} {head.dtype}: not decoded"
+        )
 
 
 def _png_dimensions(data: bytes) -> Dimensions:

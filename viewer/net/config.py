@@ -121,9 +121,12 @@ def zenoh_config(opts: NetOptions) -> Any:
 def _only_proven_peers(conf: Any) -> None:
     """Every endpoint must admit only peers that prove they may read and publish, and
     Zenoh may open no other kind of link (viewer/net/secure.py)."""
-    listen, connect, protocols = secure.vet(get(conf, "listen/endpoints"), get(conf, "connect/endpoints"),
-                                            get(conf, "transport/link/tls"),
-                                            get(conf, "scouting/multicast/enabled") is True)
+    listen, connect, protocols = secure.vet(
+        get(conf, "listen/endpoints"),
+        get(conf, "connect/endpoints"),
+        get(conf, "transport/link/tls"),
+        get(conf, "scouting/multicast/enabled") is True,
+    )
     _put(conf, "listen/endpoints", listen)
     _put(conf, "connect/endpoints", connect)
     _put(conf, "transport/link/protocols", protocols)
@@ -163,6 +166,8 @@ def open_session(opts: NetOptions) -> Any:
         return zenoh.open(conf)
     except zenoh.ZError as exc:
         if "Unable to acquire lock" in str(exc):  # Zenoh's lock beside a socket another process listens on
-            raise NetError("another process already listens on that socket (connect to it instead, or give "
-                           "this one a socket path of its own)") from None
+            raise NetError(
+                "another process already listens on that socket (connect to it instead, or give "
+                "this one a socket path of its own)"
+            ) from None
         raise NetError(f"cannot open a Zenoh session: {exc}") from None

@@ -28,8 +28,17 @@ def remote_rows(session: Any, timeout: float = 2.0, pattern: str = f"{KEY_ROOT}/
         if parts is None:
             continue
         info = infos.get(key, {})
-        rows.append({"host": parts[0], "name": parts[1], "key": key, "shape": info.get("shape"),
-                     "codec": info.get("codec"), "fps": info.get("fps"), "sent": info.get("sent")})
+        rows.append(
+            {
+                "host": parts[0],
+                "name": parts[1],
+                "key": key,
+                "shape": info.get("shape"),
+                "codec": info.get("codec"),
+                "fps": info.get("fps"),
+                "sent": info.get("sent"),
+            }
+        )
     return rows
 
 

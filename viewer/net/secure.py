@@ -30,8 +30,10 @@ LOCAL = "local"
 UNIXSOCK, TLS = "unixsock-stream", "tls"
 SOCKET_NAME = "zenoh.sock"
 SUN_PATH_MAX = 107  # bytes of a socket path, without its NUL (sockaddr_un.sun_path is 108)
-SAFE_CHOICES = ("--listen/--connect local (this machine, you only), unixsock-stream/PATH in a 0700 folder "
-                "of yours, or tls/HOST:PORT with --tls DIR (mutual TLS between machines)")
+SAFE_CHOICES = (
+    "--listen/--connect local (this machine, you only), unixsock-stream/PATH in a 0700 folder "
+    "of yours, or tls/HOST:PORT with --tls DIR (mutual TLS between machines)"
+)
 
 
 def default_socket() -> Path:
@@ -46,8 +48,9 @@ def expand(endpoint: str) -> str:
     return f"{UNIXSOCK}/{default_socket()}" if endpoint == LOCAL else endpoint
 
 
-def vet(listen: Sequence[str], connect: Sequence[str], tls: Mapping[str, Any],
-        scout: bool) -> tuple[list[str], list[str], list[str]]:
+def vet(
+    listen: Sequence[str], connect: Sequence[str], tls: Mapping[str, Any], scout: bool
+) -> tuple[list[str], list[str], list[str]]:
     """(listen, connect, protocols) once every endpoint passed: sockets rewritten to their
     real folder (no symlink can be re-pointed later), and the link protocols Zenoh may use.
     InsecureNetworkError for the first endpoint that would let others in."""
@@ -55,30 +58,38 @@ def vet(listen: Sequence[str], connect: Sequence[str], tls: Mapping[str, Any],
     connect = [_vetted(e, tls, "connect") for e in connect]
     protocols = {e.split("/", 1)[0] for e in (*listen, *connect)}
     if scout and TLS not in protocols:
-        raise InsecureNetworkError(f"--scout finds peers on the LAN: it needs a tls/HOST:PORT endpoint and "
-                                   f"--tls DIR (or --insecure); the safe choices are {SAFE_CHOICES}")
+        raise InsecureNetworkError(
+            f"--scout finds peers on the LAN: it needs a tls/HOST:PORT endpoint and "
+            f"--tls DIR (or --insecure); the safe choices are {SAFE_CHOICES}"
+        )
     return listen, connect, sorted(protocols or {UNIXSOCK})
 
 
 def _vetted(endpoint: str, tls: Mapping[str, Any], side: str) -> str:
     protocol, _, address = endpoint.partition("/")
     if "?" in endpoint or "#" in endpoint:
-        raise InsecureNetworkError(f"{endpoint}: options after ? or # can turn Zenoh's checks off; give "
-                                   "them in a --zenoh-config file, or add --insecure")
+        raise InsecureNetworkError(
+            f"{endpoint}: options after ? or # can turn Zenoh's checks off; give "
+            "them in a --zenoh-config file, or add --insecure"
+        )
     if protocol == UNIXSOCK:
         return f"{UNIXSOCK}/{private_socket(Path(address))}"
     if protocol == TLS:
         _require_mtls(endpoint, tls, side)
         return endpoint
-    raise InsecureNetworkError(f"{endpoint}: anyone who can reach a plain {protocol} endpoint can read and "
-                               f"publish (on loopback: every local user); use {SAFE_CHOICES}, or add --insecure")
+    raise InsecureNetworkError(
+        f"{endpoint}: anyone who can reach a plain {protocol} endpoint can read and "
+        f"publish (on loopback: every local user); use {SAFE_CHOICES}, or add --insecure"
+    )
 
 
 def _require_mtls(endpoint: str, tls: Mapping[str, Any], side: str) -> None:
     needed = ("root_ca_certificate", f"{side}_certificate", f"{side}_private_key")
     if tls.get("enable_mtls") is not True or not all(tls.get(k) for k in needed):
-        raise InsecureNetworkError(f"{endpoint}: TLS here must be mutual, so that peers prove who they are: "
-                                   "add --tls DIR (see `shmview tls init --help`), or add --insecure")
+        raise InsecureNetworkError(
+            f"{endpoint}: TLS here must be mutual, so that peers prove who they are: "
+            "add --tls DIR (see `shmview tls init --help`), or add --insecure"
+        )
 
 
 def private_socket(path: Path) -> Path:
@@ -90,9 +101,11 @@ def private_socket(path: Path) -> Path:
         raise InsecureNetworkError(f"{real}: a socket path must name a file and be at most {SUN_PATH_MAX} bytes")
     st = _stat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise InsecureNetworkError(f"{folder} is not a folder of yours that only you can enter, so other users "
-                                   f"could reach the socket {path.name} in it: use `local`, or a folder made "
-                                   "with mkdir -m 700")
+        raise InsecureNetworkError(
+            f"{folder} is not a folder of yours that only you can enter, so other users "
+            f"could reach the socket {path.name} in it: use `local`, or a folder made "
+            "with mkdir -m 700"
+        )
     for parent in folder.parents:
         _check_ancestor(parent, real)
     return real
@@ -103,8 +116,10 @@ def _check_ancestor(parent: Path, socket: Path) -> None:
     would let them rename the socket's folder away and put their own in its place."""
     st = _stat(parent)
     if st.st_uid not in (0, os.getuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
-        raise InsecureNetworkError(f"{parent} can be changed by another user, who could then replace the "
-                                   f"folder of {socket}: put the socket in a folder of yours elsewhere")
+        raise InsecureNetworkError(
+            f"{parent} can be changed by another user, who could then replace the "
+            f"folder of {socket}: put the socket in a folder of yours elsewhere"
+        )
 
 
 def _stat(path: Path) -> os.stat_result:

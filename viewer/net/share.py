@@ -38,8 +38,18 @@ class StreamShare:
     """One local stream on Zenoh, on its own thread: follows the producer's restarts, and
     holds the liveliness token only while the producer is live."""
 
-    def __init__(self, session: Any, name: str, host_id: str, *, codec: str, quality: int,
-                 max_fps: float | None, explicit: bool, report: Report) -> None:
+    def __init__(
+        self,
+        session: Any,
+        name: str,
+        host_id: str,
+        *,
+        codec: str,
+        quality: int,
+        max_fps: float | None,
+        explicit: bool,
+        report: Report,
+    ) -> None:
         self.session, self.name, self.key = session, name, stream_key(host_id, name)
         self.wanted, self.quality, self.explicit, self.report = codec, quality, explicit, report
         self.min_gap_s = 1.0 / max_fps if max_fps else 0.0
@@ -60,7 +70,8 @@ class StreamShare:
         import zenoh
 
         self._publisher = self.session.declare_publisher(
-            self.key, congestion_control=zenoh.CongestionControl.DROP, express=True)
+            self.key, congestion_control=zenoh.CongestionControl.DROP, express=True
+        )
         try:
             while not self._stop.is_set():
                 reader = self._open()
@@ -136,8 +147,14 @@ class StreamShare:
         """What ``list --remote`` shows of this stream. Queries wait in Zenoh's channel
         for this thread: no Python code runs on Zenoh's own threads."""
         while self._queryable is not None and (query := self._queryable.try_recv()) is not None:
-            info = {"key": self.key, "name": self.name, "shape": self.shape, "codec": self.codec,
-                    "fps": round(self.fps, 2), "sent": self.sent}
+            info = {
+                "key": self.key,
+                "name": self.name,
+                "shape": self.shape,
+                "codec": self.codec,
+                "fps": round(self.fps, 2),
+                "sent": self.sent,
+            }
             try:
                 query.reply(self.key, orjson.dumps(info))
             except Exception as exc:  # an asker that went away: nothing to answer
@@ -148,8 +165,17 @@ class Sharer:
     """Shares the named streams, or every live local stream (including ones that start
     later) when none is named."""
 
-    def __init__(self, session: Any, names: Sequence[str], host_id: str, *, codec: str = "raw",
-                 quality: int = 90, max_fps: float | None = None, report: Report = log.info) -> None:
+    def __init__(
+        self,
+        session: Any,
+        names: Sequence[str],
+        host_id: str,
+        *,
+        codec: str = "raw",
+        quality: int = 90,
+        max_fps: float | None = None,
+        report: Report = log.info,
+    ) -> None:
         self.session, self.names, self.host_id = session, list(names), host_id
         self.options = {"codec": codec, "quality": quality, "max_fps": max_fps}
         self.report = report
@@ -176,8 +202,15 @@ class Sharer:
             return []
 
     def _add(self, name: str) -> None:
-        share = StreamShare(self.session, name, self.host_id, explicit=bool(self.names),
-                            report=self.report, **self.options)  # type: ignore[arg-type]
+        options = self.options  # codec, quality, max_fps: typed where they are given
+        share = StreamShare(
+            self.session,
+            name,
+            self.host_id,
+            explicit=bool(self.names),
+            report=self.report,
+            **options,  # type: ignore[arg-type]
+        )
         self.shares[name] = share
         share.start()
 

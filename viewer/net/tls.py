@@ -49,8 +49,11 @@ def _name(common_name: str) -> Any:
 def _dated(builder: Any, days: int) -> Any:
     now = datetime.datetime.now(datetime.timezone.utc)
     x509 = _crypto()
-    return (builder.serial_number(x509.random_serial_number())
-            .not_valid_before(now - _SKEW).not_valid_after(now + datetime.timedelta(days=days)))
+    return (
+        builder.serial_number(x509.random_serial_number())
+        .not_valid_before(now - _SKEW)
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
 
 
 def make_ca(common_name: str = "shmview CA", days: int = CA_DAYS) -> tuple[Any, Any]:
@@ -58,14 +61,26 @@ def make_ca(common_name: str = "shmview CA", days: int = CA_DAYS) -> tuple[Any, 
     from cryptography.hazmat.primitives import hashes
 
     x509, key = _crypto(), _new_key()
-    usage = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False)
-    builder = (_dated(x509.CertificateBuilder(), days).subject_name(_name(common_name))
-               .issuer_name(_name(common_name)).public_key(key.public_key())
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(usage, critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    usage = x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = (
+        _dated(x509.CertificateBuilder(), days)
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
     return key, builder.sign(key, hashes.SHA256())
 
 
@@ -84,18 +99,31 @@ def make_host(ca_key: Any, ca_cert: Any, hosts: Sequence[str], days: int = HOST_
     from cryptography.hazmat.primitives import hashes
 
     x509, key = _crypto(), _new_key()
-    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                          encipher_only=False, decipher_only=False)
-    both_ends = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
-                                       x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
-    builder = (_dated(x509.CertificateBuilder(), days).subject_name(_name(hosts[0]))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(usage, critical=True).add_extension(both_ends, critical=False)
-               .add_extension(_alt_names(hosts), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                              critical=False))
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    both_ends = x509.ExtendedKeyUsage(
+        [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    builder = (
+        _dated(x509.CertificateBuilder(), days)
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(both_ends, critical=False)
+        .add_extension(_alt_names(hosts), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
@@ -126,8 +154,9 @@ def _pem(obj: Any) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     if hasattr(obj, "private_bytes"):
-        return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return obj.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     return obj.public_bytes(serialization.Encoding.PEM)
 
 
@@ -179,8 +208,9 @@ def private_file(path: Path) -> None:
     except OSError as exc:
         raise CertificateError(f"cannot use {path}: {exc.strerror}", path=str(path)) from None
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise CertificateError(f"{path} must be a file of yours that only you can read (chmod 600 {path})",
-                               path=str(path))
+        raise CertificateError(
+            f"{path} must be a file of yours that only you can read (chmod 600 {path})", path=str(path)
+        )
 
 
 def zenoh_settings(folder: Path) -> dict[str, Any]:
@@ -193,9 +223,15 @@ def zenoh_settings(folder: Path) -> dict[str, Any]:
     ca, cert, key = folder / CA_CERT, folder / CERT, folder / KEY
     private_file(key)
     _check_chain(ca, cert)
-    return {"root_ca_certificate": str(ca), "enable_mtls": True, "verify_name_on_connect": True,
-            "listen_certificate": str(cert), "listen_private_key": str(key),
-            "connect_certificate": str(cert), "connect_private_key": str(key)}
+    return {
+        "root_ca_certificate": str(ca),
+        "enable_mtls": True,
+        "verify_name_on_connect": True,
+        "listen_certificate": str(cert),
+        "listen_private_key": str(key),
+        "connect_certificate": str(cert),
+        "connect_private_key": str(key),
+    }
 
 
 def _check_chain(ca_path: Path, cert_path: Path) -> None:
@@ -214,5 +250,7 @@ def _check_chain(ca_path: Path, cert_path: Path) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     for path, c in ((ca_path, ca), (cert_path, cert)):
         if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:
-            raise CertificateError(f"{path} is valid from {c.not_valid_before_utc:%Y-%m-%d} to "
-                                   f"{c.not_valid_after_utc:%Y-%m-%d} only (issue a new one)")
+            raise CertificateError(
+                f"{path} is valid from {c.not_valid_before_utc:%Y-%m-%d} to "
+                f"{c.not_valid_after_utc:%Y-%m-%d} only (issue a new one)"
+            )

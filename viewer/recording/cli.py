@@ -26,31 +26,38 @@ recorded N frames of NAME, skipped K (frames it could not keep up with).
 
 def register_replay(kinds: argparse._SubParsersAction) -> None:
     """``produce replay``, under ``produce`` (viewer/cli/produce.py)."""
-    rep = kinds.add_parser("replay", help="a recording (shmview record MCAP), exactly as recorded",
-                           epilog=EXIT_CODES)
+    rep = kinds.add_parser("replay", help="a recording (shmview record MCAP), exactly as recorded", epilog=EXIT_CODES)
     rep.add_argument("--path", required=True, type=Path, help="the .mcap file")
     rep.add_argument("--stream", help="replay only this recorded stream (default: all, each under its name)")
     rep.add_argument("--name", help="publish under this name (one stream only)")
     rep.add_argument("--loop", action="store_true", help="start over at the end")
-    rep.add_argument("--speed", type=T.FPS, metavar="X", default=1.0,
-                     help="1 as recorded, 2 twice as fast; 0: as fast as possible")
+    rep.add_argument(
+        "--speed", type=T.FPS, metavar="X", default=1.0, help="1 as recorded, 2 twice as fast; 0: as fast as possible"
+    )
     rep.add_argument("--slots", type=T.SLOTS, metavar="N", default=3, help=f"ring slots, 1 to {MAX_SLOTS}")
     rep.set_defaults(func=run_replay, parser=rep)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``record`` and ``info``."""
-    rec = sub.add_parser("record", help="record streams to MCAP (Foxglove), a video, or images",
-                         epilog=RECORD_EXAMPLES + EXIT_CODES)
+    rec = sub.add_parser(
+        "record", help="record streams to MCAP (Foxglove), a video, or images", epilog=RECORD_EXAMPLES + EXIT_CODES
+    )
     rec.add_argument("names", nargs="+", metavar="NAME", help="stream name(s)")
-    rec.add_argument("--out", required=True, metavar="FILE",  # a str: a Path drops the slash of "DIR/"
-                     help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame")
-    rec.add_argument("--frames", type=T.POSITIVE, metavar="N",
-                     help="stop after N frames of each stream (default: never)")
+    rec.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",  # a str: a Path drops the slash of "DIR/"
+        help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame",
+    )
+    rec.add_argument(
+        "--frames", type=T.POSITIVE, metavar="N", help="stop after N frames of each stream (default: never)"
+    )
     rec.add_argument("--seconds", type=T.number(float, 0, above=True), metavar="S", help="stop after S seconds")
     rec.add_argument("--compress", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
-    rec.add_argument("--timeout", type=T.number(float, 0), metavar="S", default=5.0,
-                     help="seconds to wait for each stream to appear")
+    rec.add_argument(
+        "--timeout", type=T.number(float, 0), metavar="S", default=5.0, help="seconds to wait for each stream to appear"
+    )
     rec.set_defaults(func=run_record)
     info = sub.add_parser("info", help="what a recording holds", epilog=EXIT_CODES)
     info.add_argument("path", type=Path, metavar="FILE.mcap", help="a recording")
@@ -61,8 +68,10 @@ def run_replay(args: argparse.Namespace) -> int:
     from viewer.recording.replay import ReplayArgumentError, replay
 
     if args.path.is_dir():
-        args.parser.error(f"{args.path} is a folder: replay reads MCAP files "
-                          f"(a folder of images plays with: shmview produce folder --path {args.path})")
+        args.parser.error(
+            f"{args.path} is a folder: replay reads MCAP files "
+            f"(a folder of images plays with: shmview produce folder --path {args.path})"
+        )
     try:
         replay(args.path, stream=args.stream, name=args.name, loop=args.loop, speed=args.speed, slots=args.slots)
     except ReplayArgumentError as exc:
@@ -77,8 +86,15 @@ def run_record(args: argparse.Namespace) -> int:
 
     quiet_environment()  # a video goes through OpenCV and FFmpeg, which talk on stderr
     with SignalStop.installed() as stop:
-        tallies = record(args.names, args.out, frames=args.frames, seconds=args.seconds,
-                         compression=args.compress, timeout=args.timeout, stop=stop)
+        tallies = record(
+            args.names,
+            args.out,
+            frames=args.frames,
+            seconds=args.seconds,
+            compression=args.compress,
+            timeout=args.timeout,
+            stop=stop,
+        )
     for tally in tallies:
         print(tally.line(), flush=True)
     return 0

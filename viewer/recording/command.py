@@ -13,8 +13,14 @@ from viewer.stream.reader import FrameReader
 
 
 def record(
-    names: list[str], out: str | Path, *, frames: int | None = None, seconds: float | None = None,
-    compression: str = "zstd", timeout: float = 5.0, stop: Stop | None = None,
+    names: list[str],
+    out: str | Path,
+    *,
+    frames: int | None = None,
+    seconds: float | None = None,
+    compression: str = "zstd",
+    timeout: float = 5.0,
+    stop: Stop | None = None,
 ) -> list[Tally]:
     """Record streams ``names`` into ``out`` (MCAP, a video, or "DIR/" of images) until each
     has given ``frames`` frames or ended, ``seconds`` passed, or ``stop`` is set. Waits up to

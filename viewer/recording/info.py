@@ -47,14 +47,21 @@ class StreamSummary:
 
     def line(self) -> str:
         what = describe(self.desc.shape, self.desc.dtype, self.desc.pixel_format)
-        gaps = "no gaps" if not self.gaps else (
-            f"{len(self.gaps):,} gap{_s(len(self.gaps))} ({self.missing:,} frame{_s(self.missing)} missing: "
-            + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.gaps[:5])
-            + (", ..." if len(self.gaps) > 5 else "") + ")"
+        gaps = (
+            "no gaps"
+            if not self.gaps
+            else (
+                f"{len(self.gaps):,} gap{_s(len(self.gaps))} ({self.missing:,} frame{_s(self.missing)} missing: "
+                + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.gaps[:5])
+                + (", ..." if len(self.gaps) > 5 else "")
+                + ")"
+            )
         )
         restarts = f", {self.restarts} restart{_s(self.restarts)}" if self.restarts else ""
-        return (f"  {self.desc.name}  {what}  {self.frames:,} frames  {self.seconds:.2f} s  "
-                f"{self.fps:.1f} fps  {gaps}{restarts}")
+        return (
+            f"  {self.desc.name}  {what}  {self.frames:,} frames  {self.seconds:.2f} s  "
+            f"{self.fps:.1f} fps  {gaps}{restarts}"
+        )
 
 
 def _s(n: int) -> str:

@@ -109,8 +109,13 @@ def raw_image(frame: Frame, desc: Description) -> Any:
     image = frame.image.astype(frame.image.dtype.newbyteorder("<"), copy=False)
     h, w = desc.shape[:2]
     return RawImage(
-        timestamp=_stamp(frame.timestamp_ns), frame_id=desc.name, width=w, height=h,
-        encoding=desc.encoding, step=w * image.itemsize * (image.size // (h * w)), data=_bytes_of(image),
+        timestamp=_stamp(frame.timestamp_ns),
+        frame_id=desc.name,
+        width=w,
+        height=h,
+        encoding=desc.encoding,
+        step=w * image.itemsize * (image.size // (h * w)),
+        data=_bytes_of(image),
     )
 
 
@@ -203,8 +208,11 @@ def _points(kind: Any, xy: list[tuple[float, float]], colour: Any, stamp: Any, t
     from foxglove.messages import Point2, PointsAnnotation
 
     return PointsAnnotation(
-        timestamp=stamp, type=kind, points=[Point2(x=x, y=y) for x, y in xy],
-        outline_color=colour, thickness=thickness,
+        timestamp=stamp,
+        type=kind,
+        points=[Point2(x=x, y=y) for x, y in xy],
+        outline_color=colour,
+        thickness=thickness,
     )
 
 
@@ -213,8 +221,12 @@ def _text(text: str, at: Sequence[float], colour: Any, stamp: Any) -> Any:
 
     x, y = (float(v) for v in at)
     return TextAnnotation(
-        timestamp=stamp, position=Point2(x=x, y=y), text=text, font_size=14.0,
-        text_color=colour, background_color=Color(r=0.0, g=0.0, b=0.0, a=0.5),
+        timestamp=stamp,
+        position=Point2(x=x, y=y),
+        text=text,
+        font_size=14.0,
+        text_color=colour,
+        background_color=Color(r=0.0, g=0.0, b=0.0, a=0.5),
     )
 
 

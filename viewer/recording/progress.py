@@ -17,8 +17,13 @@ class TerminalProgress:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         console = Console(file=stream or sys.stderr)
-        self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[text]}"),
-                             TimeElapsedColumn(), console=console)
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.fields[text]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self._tasks = {n: self._bar.add_task(n, total=None, text="waiting") for n in names}
         self._bar.start()
 

@@ -81,8 +81,11 @@ class Recording:
                 pending[desc.name] = payload
             else:
                 rec = pending.pop(desc.name, None)
-                frame = (Frame(payload.pixels, None, payload.stamp) if rec is None
-                         else Frame(payload.pixels, rec["index"], rec["timestamp_ns"], rec["meta"]))
+                frame = (
+                    Frame(payload.pixels, None, payload.stamp)
+                    if rec is None
+                    else Frame(payload.pixels, rec["index"], rec["timestamp_ns"], rec["meta"])
+                )
                 yield Recorded(desc, frame)
 
     def records(self) -> Iterator[tuple[M.Description, dict[str, Any]]]:
@@ -194,8 +197,9 @@ def _frame_record(stream: str, data: bytes) -> dict[str, Any]:
     index, stamp, meta = rec.get("index"), rec.get("timestamp_ns"), rec.get("meta")
     for key, value, top in (("index", index, _MAX_INDEX), ("timestamp_ns", stamp, MAX_NS)):
         if value is not None and not (type(value) is int and 0 <= value <= top):
-            raise RecordingError(f"stream {stream}: a frame record whose {key} is {_shown(value)}, "
-                                 f"not an integer from 0 to {top}")
+            raise RecordingError(
+                f"stream {stream}: a frame record whose {key} is {_shown(value)}, not an integer from 0 to {top}"
+            )
     if meta is not None and not isinstance(meta, dict):
         raise RecordingError(f"stream {stream}: a frame record whose meta is a JSON {_kind(meta)}, not an object")
     return {"index": index, "timestamp_ns": stamp, "meta": meta}
@@ -214,9 +218,11 @@ def _image(desc: M.Description, data: bytes) -> _Image:
     step = w * int(np.prod(desc.shape[2:], dtype=np.int64)) * np.dtype(desc.dtype).itemsize
     got = (raw.width, raw.height, raw.encoding, raw.step, len(raw.data))
     if got != (w, h, desc.encoding, step, desc.frame_bytes):
-        raise RecordingError(f"stream {desc.name}: an image of {raw.width}x{raw.height} {raw.encoding[:20]!r}, "
-                             f"{len(raw.data):,} bytes, where the stream is {w}x{h} {desc.encoding}, "
-                             f"{desc.frame_bytes:,} bytes")
+        raise RecordingError(
+            f"stream {desc.name}: an image of {raw.width}x{raw.height} {raw.encoding[:20]!r}, "
+            f"{len(raw.data):,} bytes, where the stream is {w}x{h} {desc.encoding}, "
+            f"{desc.frame_bytes:,} bytes"
+        )
     stamp = raw.timestamp.seconds * 10**9 + raw.timestamp.nanos
     if not (0 <= raw.timestamp.nanos < 10**9 and 0 <= stamp <= MAX_NS):
         raise RecordingError(f"stream {desc.name}: an image whose timestamp is out of range")
@@ -237,8 +243,9 @@ def _raw_image_decoder() -> _Decoder:
     from mcap_protobuf.decoder import DecoderFactory
 
     ours = RawImage.get_schema()
-    decode = DecoderFactory().decoder_for("protobuf", Schema(id=1, name=ours.name, encoding=ours.encoding,
-                                                             data=bytes(ours.data)))
+    decode = DecoderFactory().decoder_for(
+        "protobuf", Schema(id=1, name=ours.name, encoding=ours.encoding, data=bytes(ours.data))
+    )
     assert decode is not None
     return decode
 
@@ -260,8 +267,10 @@ def _kind(value: object) -> str:
 def _open(path: Path) -> BinaryIO:
     """The file, opened without blocking on a FIFO and checked to be a regular file."""
     if path.is_dir():
-        raise RecordingError(f"{path} is a folder: info and replay read MCAP files "
-                             "(a folder of images plays with `shmview produce folder`)")
+        raise RecordingError(
+            f"{path} is a folder: info and replay read MCAP files "
+            "(a folder of images plays with `shmview produce folder`)"
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:

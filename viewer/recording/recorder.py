@@ -172,9 +172,16 @@ class Recorder:
     ``seconds`` have passed, or ``stop`` is set; frames already copied are still written.
     ``progress(tallies, elapsed_s)`` is called a few times a second."""
 
-    def __init__(self, readers: list[FrameReader], sink: Sink, *, frames: int | None = None,
-                 seconds: float | None = None, stop: Stop | None = None,
-                 progress: Callable[[list[Tally], float], None] | None = None) -> None:
+    def __init__(
+        self,
+        readers: list[FrameReader],
+        sink: Sink,
+        *,
+        frames: int | None = None,
+        seconds: float | None = None,
+        stop: Stop | None = None,
+        progress: Callable[[list[Tally], float], None] | None = None,
+    ) -> None:
         self.sink, self.seconds, self.stop, self.progress = sink, seconds, stop, progress
         self.queue = _ByteQueue(QUEUE_BYTES)
         self.tallies = {r.name: Tally(r.name) for r in readers}
@@ -226,9 +233,15 @@ class Recorder:
         first = self._formats.setdefault(desc.name, desc)
         if desc != first:  # the producer restarted with another format: one channel has one
             if not tally.refused:
-                log.warning("%s changed format (%s %s to %s %s) when its producer restarted: frames in the "
-                            "new format are not recorded, and counted as skipped",
-                            desc.name, first.shape, first.dtype, desc.shape, desc.dtype)
+                log.warning(
+                    "%s changed format (%s %s to %s %s) when its producer restarted: frames in the "
+                    "new format are not recorded, and counted as skipped",
+                    desc.name,
+                    first.shape,
+                    first.dtype,
+                    desc.shape,
+                    desc.dtype,
+                )
             tally.refused += 1
             return
         tally.bytes += self.sink.write(desc, frame)

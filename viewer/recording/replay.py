@@ -28,8 +28,15 @@ from viewer.stream.registry import validate_name
 
 
 def replay(
-    path: Path, *, stream: str | None = None, name: str | None = None, loop: bool = False,
-    speed: float = 1.0, slots: int = 3, out: TextIO = sys.stdout, stop: Stop | None = None,
+    path: Path,
+    *,
+    stream: str | None = None,
+    name: str | None = None,
+    loop: bool = False,
+    speed: float = 1.0,
+    slots: int = 3,
+    out: TextIO = sys.stdout,
+    stop: Stop | None = None,
 ) -> dict[str, int]:
     """Publish the recorded streams of ``path`` (only ``stream`` if given, renamed ``name``)
     with their recorded relative timing divided by ``speed`` (0: as fast as possible), once
@@ -41,16 +48,25 @@ def replay(
     with stop_flag(stop) as stopping, ExitStack() as stack:
         writers = {}
         for desc, new_name in chosen.items():
-            writer = FrameWriter(new_name, desc.shape, desc.dtype, pixel_format=desc.pixel_format,
-                                 slots=slots, meta_bytes=desc.meta_bytes)
+            writer = FrameWriter(
+                new_name,
+                desc.shape,
+                desc.dtype,
+                pixel_format=desc.pixel_format,
+                slots=slots,
+                meta_bytes=desc.meta_bytes,
+            )
             stack.callback(writer.close)
             writers[desc.name] = writer
             print(_ready_line(new_name, desc, writer, slots), file=out, flush=True)
         _play(rec, writers, loop, speed, stopping)
         for w in writers.values():
             n = w.frames_written
-            print(f"stream {w.name} stopped after {n:,} frame{'' if n == 1 else 's'}: {_why(stopping)}",
-                  file=out, flush=True)
+            print(
+                f"stream {w.name} stopped after {n:,} frame{'' if n == 1 else 's'}: {_why(stopping)}",
+                file=out,
+                flush=True,
+            )
         return {w.name: w.frames_written for w in writers.values()}
 
 
@@ -71,8 +87,7 @@ def _choose(rec: Recording, path: Path, stream: str | None, name: str | None) ->
     if not streams:
         raise SourceNotFoundError(f"{path} holds no recorded frames")
     if name is not None and len(streams) > 1:
-        raise ReplayArgumentError(
-            f"--name needs one stream, and {path} has {len(streams)}: choose one with --stream")
+        raise ReplayArgumentError(f"--name needs one stream, and {path} has {len(streams)}: choose one with --stream")
     for desc in streams:
         validate_name(name or desc.name)
     return {d: name or d.name for d in streams}

@@ -63,8 +63,9 @@ class McapSink:
         kind = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4, "none": None}[compression]
         options = MCAPWriteOptions(compression=kind, compression_level=1 if compression == "zstd" else 0)
         self._context = foxglove.Context()  # our own: nothing else logged in this process lands here
-        self._file, self._writer = self._open(path, lambda f: foxglove.open_mcap(
-            f, context=self._context, writer_options=options))
+        self._file, self._writer = self._open(
+            path, lambda f: foxglove.open_mcap(f, context=self._context, writer_options=options)
+        )
         self._streams: dict[str, _Channels] = {}
 
     @staticmethod
@@ -106,8 +107,9 @@ class _Channels:
 
         self.desc = desc
         self.image = RawImageChannel(M.topic(desc.name, M.IMAGE), metadata=desc.metadata(), context=context)
-        self.frame = Channel(M.topic(desc.name, M.FRAME), schema=M.FRAME_SCHEMA, metadata=desc.metadata(),
-                             context=context)
+        self.frame = Channel(
+            M.topic(desc.name, M.FRAME), schema=M.FRAME_SCHEMA, metadata=desc.metadata(), context=context
+        )
         self._overlay_topic, self._context = M.topic(desc.name, M.ANNOTATIONS), context
         self._overlays: ImageAnnotationsChannel | None = None
 
@@ -223,8 +225,11 @@ class ImageFolderSink:
             clash = next((f for f in sorted(present) if pattern.fullmatch(f)), None)
             if clash is not None:
                 self._folder.close()
-                raise OutputError(f"{folder} already holds frames of {name} ({clash}): shmview never "
-                                  "replaces anything; record into another folder", path=str(folder / clash))
+                raise OutputError(
+                    f"{folder} already holds frames of {name} ({clash}): shmview never "
+                    "replaces anything; record into another folder",
+                    path=str(folder / clash),
+                )
         self._last: dict[str, int] = {}
         self._restarts: dict[str, int] = {}
 
@@ -235,8 +240,9 @@ class ImageFolderSink:
 
         suffix = ".tiff" if frame.image.dtype.kind == "f" else ".png"
         file = self._file_name(desc.name, frame.index or 0) + suffix
-        ok, data = cv2.imencode(suffix, snapshot_array(frame.image, desc.pixel_format),
-                                [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        ok, data = cv2.imencode(
+            suffix, snapshot_array(frame.image, desc.pixel_format), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        )
         if not ok:
             raise ShmviewError(f"OpenCV cannot encode {file}")
         self._folder.write_new(file, data.tobytes())  # never cv2.imwrite: it would open the path itself

@@ -97,8 +97,9 @@ class Walk:
                 self.cut_at = at  # the last record, cut short
                 return
             if length > self.cap:  # cut short or not, no writer of ours makes such a record
-                raise RecordingError(f"{_name(opcode)} at byte {at:,} claims {length:,} bytes, "
-                                     f"over the {self.cap:,}-byte cap")
+                raise RecordingError(
+                    f"{_name(opcode)} at byte {at:,} claims {length:,} bytes, over the {self.cap:,}-byte cap"
+                )
             body = self._f.read(length)
             if len(body) < length:  # the file shrank under us
                 self.cut_at = at
@@ -117,8 +118,9 @@ class Walk:
     def _chunk(self, body: memoryview, at: int) -> Iterator[Record]:
         size, crc, compression, packed = _chunk_fields(body, at)
         if size > self.cap:
-            raise RecordingError(f"the chunk at byte {at:,} claims {size:,} bytes uncompressed, "
-                                 f"over the {self.cap:,}-byte cap")
+            raise RecordingError(
+                f"the chunk at byte {at:,} claims {size:,} bytes uncompressed, over the {self.cap:,}-byte cap"
+            )
         data = _inflate(compression, packed, size, at)
         if crc and zlib.crc32(data) != crc:
             raise RecordingError(f"the chunk at byte {at:,} fails its CRC check (corrupt)")
@@ -172,8 +174,10 @@ def _inflate(compression: str, packed: memoryview, size: int, at: int) -> bytear
         except (zstandard.ZstdError, RuntimeError, MemoryError) as exc:  # lz4 raises RuntimeError
             raise RecordingError(f"the chunk at byte {at:,} does not decompress ({compression}: {exc})") from None
     else:
-        raise RecordingError(f"the chunk at byte {at:,} uses compression {compression[:40]!r}, "
-                             "which shmview does not read (zstd, lz4 or none)")
+        raise RecordingError(
+            f"the chunk at byte {at:,} uses compression {compression[:40]!r}, "
+            "which shmview does not read (zstd, lz4 or none)"
+        )
     if len(out) != size:
         more = "more" if len(out) > size else "fewer"
         raise RecordingError(f"the chunk at byte {at:,} decompresses to {more} than the {size:,} bytes it claims")
@@ -200,8 +204,13 @@ def _parse(opcode: int, body: memoryview, at: int) -> Record:
     try:
         if opcode == Opcode.MESSAGE:
             channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(body)
-            return Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
-                           publish_time=publish_time, data=bytes(body[_MESSAGE.size :]))
+            return Message(
+                channel_id=channel_id,
+                sequence=sequence,
+                log_time=log_time,
+                publish_time=publish_time,
+                data=bytes(body[_MESSAGE.size :]),
+            )
         stream = _Exact(io.BytesIO(body))
         return Schema.read(stream) if opcode == Opcode.SCHEMA else Channel.read(stream)
     except (McapError, struct.error, UnicodeDecodeError) as exc:

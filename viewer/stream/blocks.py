@@ -248,4 +248,3 @@ class ReadOnlyBlock:
         mm, self.mm = self.mm, None
         if mm is not None:
             release(mm)
-

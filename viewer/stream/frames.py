@@ -84,9 +84,7 @@ class Closing:
     def __enter__(self: C) -> C:
         return self
 
-    def __exit__(
-        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:  # pragma: no cover - overridden

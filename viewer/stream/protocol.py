@@ -171,9 +171,7 @@ def _check_shape(shape: tuple[int, ...]) -> int:
         raise FormatError(f"height and width must be 1 to {MAX_SIDE}, got {w}x{h} (shape {shape})")
     channels = shape[2] if len(shape) == 3 else 1
     if channels not in _DEFAULT_FORMAT:
-        raise FormatError(
-            f"{channels} channels are not supported: use 1 (GRAY), 3 (BGR or RGB) or 4 (BGRA or RGBA)"
-        )
+        raise FormatError(f"{channels} channels are not supported: use 1 (GRAY), 3 (BGR or RGB) or 4 (BGRA or RGBA)")
     return channels
 
 
@@ -249,9 +247,7 @@ def parse_header(data: bytes, block_size: int) -> Header:
     """
     if block_size < HEADER_SIZE or len(data) < _FIXED.size:
         raise ProtocolError(f"block of {block_size} bytes is too small for a shmview header")
-    (magic, version, ndim, header_size, h, w, c, slots, dt, fmt, stride, pid, created) = (
-        _FIXED.unpack_from(data)
-    )
+    (magic, version, ndim, header_size, h, w, c, slots, dt, fmt, stride, pid, created) = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise ProtocolError("block has no shmview header (wrong magic); is it a raw array?")
     if version not in READABLE_VERSIONS:
@@ -285,9 +281,7 @@ def parse_header(data: bytes, block_size: int) -> Header:
         raise ProtocolError(f"corrupt stream header: created_ns {created}")
     layout = Layout(layout.shape, layout.dtype, layout.pixel_format, slots, header_size, stride, meta_bytes)
     if layout.block_size > block_size:
-        raise ProtocolError(
-            f"header describes {layout.block_size} bytes but the block has {block_size}"
-        )
+        raise ProtocolError(f"header describes {layout.block_size} bytes but the block has {block_size}")
     return Header(layout, pid, created)
 
 

@@ -20,9 +20,7 @@ class RawReader(Closing):
     The block must still be a regular file in /dev/shm owned by the current user.
     """
 
-    def __init__(
-        self, name: str, shape: tuple[int, ...], dtype: object, pixel_format: str | None = None
-    ) -> None:
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: object, pixel_format: str | None = None) -> None:
         self.name = name
         self.layout = lay = P.make_layout(shape, dtype, pixel_format, 1)
         self._map = _map_bare(name, lay)
@@ -77,8 +75,7 @@ def _map_bare(name: str, lay: P.Layout) -> ReaderMapping[np.ndarray]:
     if lay.frame_bytes > block.size:
         block.close()
         raise ProtocolError(
-            f"block {name!r} holds {block.size:,} bytes; shape {lay.shape} "
-            f"{lay.dtype.name} needs {lay.frame_bytes:,}",
+            f"block {name!r} holds {block.size:,} bytes; shape {lay.shape} {lay.dtype.name} needs {lay.frame_bytes:,}",
             name=name,
         )
     pixels = np.frombuffer(block.mm, lay.dtype, math.prod(lay.shape)).reshape(lay.shape)  # pins block.mm

@@ -130,7 +130,11 @@ class FrameReader(Closing):
     """
 
     def __init__(
-        self, name: str, *, follow: bool = False, timeout: float | None = None,
+        self,
+        name: str,
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
         stale_after_s: float = STALE_AFTER_S,
     ) -> None:
         if timeout is not None:
@@ -343,8 +347,9 @@ class FrameReader(Closing):
             left = deadline - time.monotonic()
             if left <= 0:
                 what = "a frame" if after is None else f"a frame after index {after}"
-                raise StreamTimeoutError(f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})",
-                                         name=self.name, after=after)
+                raise StreamTimeoutError(
+                    f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})", name=self.name, after=after
+                )
             time.sleep(min(delay, left))
             delay = min(delay * 2, _BACKOFF_S[1])
 

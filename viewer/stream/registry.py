@@ -36,8 +36,7 @@ def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid stream name, else raise InvalidNameError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidNameError(
-            f"invalid stream name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
+            f"invalid stream name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             name=name,
         )
     return name
@@ -84,10 +83,14 @@ class StreamRecord:
         except (ValueError, KeyError, TypeError):
             return None
         fields_ok = (
-            isinstance(rec.name, str) and _NAME.fullmatch(rec.name)
-            and isinstance(rec.block, str) and is_block_name(rec.block)
-            and type(rec.pid) is int and 0 < rec.pid <= P.MAX_PID
-            and type(rec.created_ns) is int and 0 <= rec.created_ns <= P.MAX_NS
+            isinstance(rec.name, str)
+            and _NAME.fullmatch(rec.name)
+            and isinstance(rec.block, str)
+            and is_block_name(rec.block)
+            and type(rec.pid) is int
+            and 0 < rec.pid <= P.MAX_PID
+            and type(rec.created_ns) is int
+            and 0 <= rec.created_ns <= P.MAX_NS
         )
         return rec if fields_ok else None
 
@@ -156,9 +159,7 @@ class Claim:
             if time.monotonic() > deadline:
                 owner = read_record(name)
                 pid = f" by pid {owner.pid}" if owner else ""
-                raise StreamExistsError(
-                    f"stream {name!r} is already being produced{pid}", name=name
-                )
+                raise StreamExistsError(f"stream {name!r} is already being produced{pid}", name=name)
             time.sleep(0.01)
         self.fd: int | None = fd
         _claims.add(self)

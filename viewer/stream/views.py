@@ -39,8 +39,9 @@ class ReaderMapping(Generic[V]):
             raise ShmviewError(f"{what} is closed")
         size = held[0].size()  # one fstat; mm cannot be closed while its views live
         if size < self.needed:
-            raise ProtocolError(f"block {self.block.name!r} shrank to {size:,} bytes under the reader",
-                                name=self.block.name)
+            raise ProtocolError(
+                f"block {self.block.name!r} shrank to {size:,} bytes under the reader", name=self.block.name
+            )
         return held
 
     @property

@@ -119,9 +119,7 @@ class FrameWriter(Closing):
         """
         return Loan(self, timestamp_ns, meta)
 
-    def write(
-        self, frame: np.ndarray, *, timestamp_ns: int | None = None, meta: dict[str, Any] | None = None
-    ) -> int:
+    def write(self, frame: np.ndarray, *, timestamp_ns: int | None = None, meta: dict[str, Any] | None = None) -> int:
         """Copy ``frame`` into the next slot, with ``meta`` (a JSON-serialisable dict, at
         most ``meta_bytes`` once serialised), publish it, and return its index. A frame or
         metadata that does not fit is refused before anything is published."""
@@ -239,9 +237,7 @@ class Loan:
         self._pixels = self._v.pixels[self._slot][...]  # our own view object, to lock afterwards
         return self._pixels
 
-    def __exit__(
-        self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, t: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         w, v, self._v = self._writer, self._v, None
         if v is None or self._pixels is None:
             return  # never entered

@@ -186,12 +186,15 @@ class Producer:
                 self.block = ready["block"]
                 return
             if ended:
-                raise ProducerError(f"{self.describe()} {_ending(self.returncode)} before it was ready"
-                                    f"{self._quote_stderr()}", name=self.name)
+                raise ProducerError(
+                    f"{self.describe()} {_ending(self.returncode)} before it was ready{self._quote_stderr()}",
+                    name=self.name,
+                )
             if time.monotonic() > deadline:
                 self._stop(signal.SIGKILL, timeout)
-                raise ProducerError(f"{self.describe()} printed no ready line in {timeout:g} s"
-                                    f"{self._quote_stderr()}", name=self.name)
+                raise ProducerError(
+                    f"{self.describe()} printed no ready line in {timeout:g} s{self._quote_stderr()}", name=self.name
+                )
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
@@ -281,7 +284,10 @@ def _name_in(args: tuple[str, ...]) -> str | None:
 
 
 def start_producer(
-    *args: str, name: str | None = None, timeout: float = 10.0, source: str | None = None,
+    *args: str,
+    name: str | None = None,
+    timeout: float = 10.0,
+    source: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Producer:
     """Start ``shmview produce ARGS...`` (or, with ``source="pkg.mod:factory"``,
@@ -307,8 +313,12 @@ def start_producer(
 
 @contextmanager
 def running_producer(
-    *args: str, name: str | None = None, timeout: float = 10.0, source: str | None = None,
-    env: Mapping[str, str] | None = None, cleanup_timeout: float = 5.0,
+    *args: str,
+    name: str | None = None,
+    timeout: float = 10.0,
+    source: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cleanup_timeout: float = 5.0,
 ) -> Iterator[Producer]:
     """start_producer() as a context manager: yields the ready producer, then stops it
     (SIGTERM) and raises AssertionError if it exited with a code the test did not expect

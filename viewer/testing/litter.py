@@ -245,8 +245,10 @@ class LitterCheck:
         """One look: what was made since the snapshot and is still there."""
         ours = _descendants(_process_table())
         return Leftovers(
-            tuple(self._blocks(ours)), tuple(self._new_records(ours)),
-            tuple(self._processes(ours)), tuple(self._mappings()),
+            tuple(self._blocks(ours)),
+            tuple(self._new_records(ours)),
+            tuple(self._processes(ours)),
+            tuple(self._mappings()),
         )
 
     def wait(self, timeout: float = 5.0) -> Leftovers:

@@ -56,8 +56,9 @@ class StreamKit:
         self._opened = ExitStack()
         self._producers: list[Producer] = []
 
-    def stream(self, shape: tuple[int, ...] = (480, 640, 3), dtype: Any = "uint8", *,
-               name: str | None = None, **options: Any) -> FrameWriter:
+    def stream(
+        self, shape: tuple[int, ...] = (480, 640, 3), dtype: Any = "uint8", *, name: str | None = None, **options: Any
+    ) -> FrameWriter:
         writer = FrameWriter(name or unique_name(), shape, dtype, **options)
         self._opened.callback(writer.close)
         return writer
@@ -67,8 +68,14 @@ class StreamKit:
         self._opened.callback(reader.close)
         return reader
 
-    def producer(self, *args: str, name: str | None = None, timeout: float = 10.0,
-                 source: str | None = None, env: dict[str, str] | None = None) -> Producer:
+    def producer(
+        self,
+        *args: str,
+        name: str | None = None,
+        timeout: float = 10.0,
+        source: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Producer:
         __tracebackhide__ = True  # a producer that fails to start: show the test's line and its stderr
         producer = start_producer(*args, name=name, timeout=timeout, source=source, env=env)
         self._producers.append(producer)
@@ -121,8 +128,9 @@ def _problems(item: pytest.Item) -> list[str]:
 
 
 @pytest.fixture
-def _shmview_kit(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamKit]:
+def _shmview_kit(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StreamKit]:
     folder = tmp_path_factory.mktemp("shmview-registry")
     folder.chmod(0o700)  # the registry refuses a folder others can read
     monkeypatch.setenv("SHMVIEW_REGISTRY", str(folder))

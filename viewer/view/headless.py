@@ -95,9 +95,7 @@ def not_found(names: Sequence[str], waited_s: float, *, raw: bool = False) -> St
     if raw:
         return StreamNotFoundError(f"no shared-memory block {which} after {waited_s:.3g} s", names=list(names))
     live = ", ".join(r.name for r in live_records()) or "none"
-    return StreamNotFoundError(
-        f"no stream {which} after {waited_s:.3g} s; live streams: {live}", names=list(names)
-    )
+    return StreamNotFoundError(f"no stream {which} after {waited_s:.3g} s; live streams: {live}", names=list(names))
 
 
 class Schedule:

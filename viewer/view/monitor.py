@@ -131,8 +131,14 @@ class StreamMonitor:
         state = self._state(reader, now)
         fps = self._rate.add(now, self._seen) if isinstance(reader, FrameReader) else None
         return Status(
-            self.name, state, reader.info, self._frame, new, self._sum,
-            0.0 if state == STALE and fps is not None else fps, self._latency_ms,
+            self.name,
+            state,
+            reader.info,
+            self._frame,
+            new,
+            self._sum,
+            0.0 if state == STALE and fps is not None else fps,
+            self._latency_ms,
         )
 
     def _open(self) -> Reader:

@@ -58,8 +58,9 @@ def _channel(values: np.ndarray, name: str) -> ChannelStats:
     if values.dtype.kind == "f":
         wide = values.astype(np.float64)
         with np.errstate(all="ignore"):  # inf - inf in std is NaN, shown as such (null in JSON)
-            return ChannelStats(name, float(wide.min()), float(wide.max()), float(wide.mean()), float(wide.std()),
-                                float(wide.sum()))
+            return ChannelStats(
+                name, float(wide.min()), float(wide.max()), float(wide.mean()), float(wide.std()), float(wide.sum())
+            )
     import cv2  # deferred: `import viewer` stays free of OpenCV
 
     plane = np.ascontiguousarray(values)
