@@ -19,6 +19,7 @@ import re
 import stat
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,17 +46,25 @@ def validate_name(name: str) -> str:
 _checked: set[Path] = set()  # folders already made or checked by this process
 
 
+def registry_path(env: Mapping[str, str] | None = None) -> Path:
+    """The registry folder's path by the one rule (``$SHMVIEW_REGISTRY``, else
+    ``$XDG_RUNTIME_DIR/shmview``, else ``/tmp/shmview-<uid>``) for ``env`` (default this
+    process's environment). Not created or checked here: registry_dir() does that."""
+    env = os.environ if env is None else env
+    base = env.get(ENV_DIR)
+    if not base:
+        runtime = env.get("XDG_RUNTIME_DIR")
+        base = f"{runtime}/shmview" if runtime and os.path.isdir(runtime) else None
+    return Path(base or f"/tmp/shmview-{os.getuid()}")
+
+
 def registry_dir(*, recheck: bool = False) -> Path:
     """The per-user registry folder, created 0700 and checked to be ours alone.
 
     Checked once per process (viewers look a record up every refresh); ``recheck`` makes
     sure again, for a producer about to create its record.
     """
-    base = os.environ.get(ENV_DIR)
-    if not base:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        base = f"{runtime}/shmview" if runtime and os.path.isdir(runtime) else None
-    path = Path(base or f"/tmp/shmview-{os.getuid()}")
+    path = registry_path()
     if path in _checked and not recheck:
         return path
     with contextlib.suppress(FileExistsError):

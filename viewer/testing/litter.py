@@ -42,19 +42,15 @@ from viewer.errors import ShmviewError
 from viewer.stream.blocks import SHM_DIR as _SHM_DIR
 from viewer.stream.blocks import open_block
 from viewer.stream.protocol import STATE_OFFSET, producer_pid_of
+from viewer.stream.registry import registry_path
 
 SHM_DIR = Path(_SHM_DIR)
 
 
 def registry_folder(env: Mapping[str, str] | None = None) -> Path:
     """The registry folder in use (by ``env``, default this process's environment), by
-    the rule the README gives (not created here)."""
-    env = os.environ if env is None else env
-    base = env.get("SHMVIEW_REGISTRY")
-    if not base:
-        runtime = env.get("XDG_RUNTIME_DIR")
-        base = f"{runtime}/shmview" if runtime and os.path.isdir(runtime) else None
-    return Path(base or f"/tmp/shmview-{os.getuid()}")
+    the one rule (viewer.stream.registry.registry_path; not created here)."""
+    return registry_path(env)
 
 
 # --- processes, from /proc ------------------------------------------------------------
