@@ -28,6 +28,7 @@ from viewer.errors import (
     TornFrameError,
 )
 from viewer.stream import protocol as P
+from viewer.stream.bell import ReaderBell
 from viewer.stream.blocks import ReadOnlyBlock
 from viewer.stream.frames import Frame, StreamInfo, _Closing, _Views
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
@@ -38,7 +39,7 @@ MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than t
 LIVE, STALE, GONE = "live", "stale", "gone"
 STALE_AFTER_S = 2.0  # no new frame for this long: stale
 CHECK_EVERY_S = 0.05  # how often wait() and a following read() look for a restart
-_BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
+_BACKOFF_S = (0.0001, 0.01)  # waiting for a stream to appear: the longest sleep is 4x this
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ class FrameReader(_Closing):
         return cls(block, _block=block)
 
     def _use(self, att: _Attachment) -> None:
+        if (old := getattr(self, "_bell", None)) is not None:
+            old.close()
+        self._bell = ReaderBell(att.info.block, att.info.created_ns)  # sleeps until a frame comes
         self._att = att
         self.layout, self.info, self.record = att.layout, att.info, att.record
         self.generation = getattr(self, "generation", -1) + 1  # bumps on every re-attach
@@ -199,9 +203,16 @@ class FrameReader(_Closing):
         raise self._busy()
 
     @contextmanager
-    def view(self, *, index: int | None = None) -> Iterator[Frame | None]:
+    def view(
+        self, *, index: int | None = None, after: int | None = None, timeout: float | None = None
+    ) -> Iterator[Frame | None]:
         """The newest frame without a copy: ``image`` is a read-only view of the slot
         (``meta`` is decoded, so it is yours).
+
+        With ``after`` or ``timeout``, first sleeps (as wait() does) until a frame with an
+        index greater than ``after`` (any frame if None) is published, for up to
+        ``timeout`` s (default 5): ``with reader.view(after=k, timeout=1) as frame:``.
+        StreamTimeoutError if none came, StreamGoneError if the stream ended meanwhile.
 
         Use it inside the block only (copy what you keep). On leaving, the slot is checked:
         if the writer reused it meanwhile, TornFrameError says that whatever was computed
@@ -209,7 +220,9 @@ class FrameReader(_Closing):
         when the ring no longer holds that frame). A close() meanwhile (another thread, a
         signal handler) leaves the view valid: the block stays mapped while it lives.
         """
-        if self.follow:
+        if after is not None or timeout is not None:
+            self._until(5.0 if timeout is None else timeout, after, self._published_after)
+        elif self.follow:
             self._follow()
         _, v = self._att.mapping.held(self.name)
         slot, seq = self._stable_slot(v, index)
@@ -225,12 +238,22 @@ class FrameReader(_Closing):
             which = "the newest frame" if frame is None else f"frame {frame.index}"
             raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
 
-    def apply(self, fn: Callable[[Frame], T], *, index: int | None = None) -> T | None:
+    def apply(
+        self,
+        fn: Callable[[Frame], T],
+        *,
+        index: int | None = None,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
         MAX_READ_ATTEMPTS times) until the writer left the slot alone for the whole call,
         so the result never comes from a torn frame. None before the first frame, or
         when the ring no longer holds frame ``index``. ``fn`` must not keep the view:
-        copy out what it needs."""
+        copy out what it needs. ``after`` and ``timeout``: first sleep until a newer
+        frame exists, as view() does."""
+        if after is not None or timeout is not None:
+            self._until(5.0 if timeout is None else timeout, after, self._published_after)
         for _ in range(MAX_READ_ATTEMPTS):
             try:
                 with self.view(index=index) as frame:
@@ -312,8 +335,8 @@ class FrameReader(_Closing):
 
     def wait(self, timeout: float = 5.0, *, after: int | None = None) -> Frame:
         """The newest frame with an index greater than ``after`` (any frame if None),
-        waiting up to ``timeout`` s. Sleeps between looks (0.1 ms, doubling to 10 ms),
-        so waiting costs little CPU. After a restart that a following reader re-attached
+        waiting up to ``timeout`` s. Sleeps in the kernel until the writer publishes
+        (viewer/stream/bell.py), so waiting costs no CPU. After a restart that a following reader re-attached
         to, indices start again, and any frame of the new block counts.
 
         StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
@@ -322,22 +345,38 @@ class FrameReader(_Closing):
         return self._wait(timeout, after, next_first=False)
 
     def _wait(self, timeout: float, after: int | None, *, next_first: bool) -> Frame:
+        return self._until(timeout, after, lambda a: self._newer_than(a, next_first=next_first))
+
+    def _until(self, timeout: float, after: int | None, ready: Callable[[int | None], T | None]) -> T:
+        """``ready(after)``'s first answer that is not None, sleeping between looks until
+        the writer publishes (each look is made after noting frames_written, so a frame
+        published meanwhile ends the sleep at once)."""
         deadline = time.monotonic() + _seconds(timeout)
-        delay, generation = _BACKOFF_S[0], self.generation
+        generation = self.generation
         while True:
             self._follow()
             if self.generation != generation:
                 after, generation = None, self.generation
-            frame = self._newer_than(after, next_first=next_first)
-            if frame is not None:
-                return frame
+            _, v = self._att.mapping.held(self.name)
+            seen = int(v.published[0])
+            found = ready(after)
+            if found is not None:
+                return found
             left = deadline - time.monotonic()
             if left <= 0:
                 what = "a frame" if after is None else f"a frame after index {after}"
                 raise StreamTimeoutError(f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})",
                                          name=self.name, after=after)
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, _BACKOFF_S[1])
+            if self._bell.sleep(v.published, seen, left):
+                self._next_gone_check = 0.0  # a ring without a frame: a close, or a producer's death
+
+    def _published_after(self, after: int | None) -> bool | None:
+        """True once a frame after ``after`` (any, if None) is published; None before."""
+        written = self.frames_written
+        if written and (after is None or written - 1 > after):
+            return True
+        self._check_gone()
+        return None
 
     def frames(self, timeout: float = 5.0) -> Iterator[Frame]:
         """New frames as they come, each at most once and in order, until the stream ends
@@ -365,12 +404,15 @@ class FrameReader(_Closing):
                 return (self._oldest_after(after) if next_first else None) or self.read()
             except BusyError:
                 return None  # a writer stuck mid-frame: keep waiting, up to the deadline
+        self._check_gone()
+        return None
+
+    def _check_gone(self) -> None:
         now = time.monotonic()
         if now >= self._next_gone_check:
             self._next_gone_check = now + CHECK_EVERY_S
             if self._state() == GONE:
                 raise StreamGoneError(f"stream {self.name!r} ended", name=self.name)
-        return None
 
     def _oldest_after(self, after: int | None) -> Frame | None:
         """The first frame after ``after`` that the ring still holds (None if none is)."""
@@ -465,6 +507,7 @@ class FrameReader(_Closing):
         (the block is unmapped when the last one is gone), and every later use raises
         ShmviewError."""
         self._att.mapping.close()
+        self._bell.close()
 
 
 class RawReader(_Closing):

@@ -19,9 +19,10 @@ import orjson
 
 from viewer.errors import FormatError, FrameMismatchError, MetadataError, ShmviewError
 from viewer.stream import protocol as P
+from viewer.stream.bell import NO_BELL, WriterBell, wake_block
 from viewer.stream.blocks import OwnedBlock, forget_block
 from viewer.stream.frames import _Closing, _Views
-from viewer.stream.registry import Claim, reap, validate_name
+from viewer.stream.registry import Claim, read_record, reap, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class _CleanUpAfter:
         self.record = record
 
     def __call__(self) -> None:
+        rec = read_record(self.record.stem)
+        if rec is not None:
+            wake_block(rec.block)  # readers asleep on it look, and find the producer gone
         reaped = reap(self.record, patience_s=_REAP_PATIENCE_S)
         if reaped is not None and reaped.record is not None and reaped.block_removed:
             forget_block(reaped.record.block)  # else the tracker is left to unlink it
@@ -78,6 +82,7 @@ class FrameWriter(_Closing):
         self._loaned = False
         self._v: _Views | None = None  # None once closed: the one thing every use checks
         self._block: OwnedBlock | None = None
+        self._bell: WriterBell = NO_BELL
         self._claim = Claim(name)
         try:
             orphaned = _CleanUpAfter(self._claim.path)
@@ -88,6 +93,7 @@ class FrameWriter(_Closing):
             mm[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
             self._v = _Views.of(mm, self.layout)
             self._v.state[0] = P.STATE_LIVE
+            self._bell = WriterBell(self._block.name, created_ns, self._v.published)  # before the record
             self._claim.publish(self._block.name, created_ns)
         except BaseException:
             self.close()
@@ -196,6 +202,7 @@ class FrameWriter(_Closing):
         meta[2] = timestamp_ns if timestamp_ns is not None else time.time_ns()
         meta[0] = 2 * (k // self.layout.slot_count) + 2
         v.published[0] = k + 1  # only now may readers pick this slot
+        self._bell.ring()
         self.frames_written = k + 1
 
     def _discard(self, v: _Views, k: int, slot: int) -> None:
@@ -214,6 +221,7 @@ class FrameWriter(_Closing):
         if v is not None:
             v.state[0] = P.STATE_CLOSED
             del v  # so that the block can unmap at once when no one else holds an array
+        self._bell.close()  # wakes the readers asleep on the stream, removes the bell file
         block, self._block = self._block, None
         if block is not None:
             block.close()
