@@ -47,6 +47,7 @@ import stat
 import struct
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-def _libc_syscall():  # type: ignore[no-untyped-def]
+def _libc_syscall() -> Any:
     if _SYS_FUTEX is None:
         return None
     try:
@@ -105,8 +106,15 @@ def futex_wait(addr: int, expected: int, timeout_s: float) -> bool:
     if _syscall is None:
         return False
     ts = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
-    r = _syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAIT, ctypes.c_uint32(expected & 0xFFFFFFFF),
-                 ctypes.byref(ts), None, 0)
+    r = _syscall(
+        _SYS_FUTEX,
+        ctypes.c_void_p(addr),
+        _FUTEX_WAIT,
+        ctypes.c_uint32(expected & 0xFFFFFFFF),
+        ctypes.byref(ts),
+        None,
+        0,
+    )
     # EINTR: a signal; its Python handler runs as soon as we return. ETIMEDOUT, EAGAIN: fine.
     return r == 0 or ctypes.get_errno() in (errno.EINTR, errno.ETIMEDOUT, errno.EAGAIN)
 
