@@ -24,7 +24,9 @@ import pytest
 
 from tests.helpers import read_line
 from viewer import FrameReader, FrameWriter, StreamTimeoutError
+from viewer.recording.recorder import Recorder
 from viewer.stream import bell
+from viewer.stream.frames import Frame
 from viewer.stream.registry import bell_path, live_records
 
 DEADLINE_S = 20.0  # generous: the machine is shared; a missed wake-up would take 60 s
@@ -280,3 +282,39 @@ def test_another_user_cannot_open_a_bell():
                 os._exit(2)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
+
+
+class _ListSink:
+    """A sink that keeps what it is given (the Sink protocol: write returns bytes taken)."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def write(self, desc: object, frame: Frame) -> int:
+        assert frame.index is not None
+        self.indices.append(frame.index)
+        return frame.image.nbytes
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_recorder_sleeps_until_its_stream_publishes(monkeypatch: pytest.MonkeyPatch):
+    """Its follower rings the bell (so it sleeps on the futex) and takes every frame written."""
+    with FrameWriter("recorded", (4, 4)) as w, FrameReader("recorded") as r:
+        sink, stop = _ListSink(), threading.Event()
+        recorder = Recorder([r], sink, frames=3, stop=stop)  # type: ignore[arg-type]
+        thread = threading.Thread(target=recorder.run)
+        thread.start()
+        try:
+            for value in range(3):
+                _until("recorder asleep", lambda: _ringing(w))
+                w.write(np.full((4, 4), value, np.uint8))
+            thread.join(DEADLINE_S)
+            assert not thread.is_alive() and sink.indices == [0, 1, 2]
+        finally:
+            stop.set()
+            thread.join(DEADLINE_S)

@@ -370,6 +370,15 @@ class FrameReader(_Closing):
             if self._bell.sleep(v.published, seen, left):
                 self._next_gone_check = 0.0  # a ring without a frame: a close, or a producer's death
 
+    def sleep_until_new(self, after: int | None = None, timeout: float = 5.0) -> bool:
+        """Sleep until a frame with an index greater than ``after`` (any, if None) is
+        published, reading nothing: True then; False if ``timeout`` s passed first or the
+        stream ended. For loops that read in their own way (apply(index=k), catching up)."""
+        try:
+            return bool(self._until(timeout, after, self._published_after))
+        except (StreamTimeoutError, StreamGoneError):
+            return False
+
     def _published_after(self, after: int | None) -> bool | None:
         """True once a frame after ``after`` (any, if None) is published; None before."""
         written = self.frames_written
