@@ -47,6 +47,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -251,20 +252,29 @@ class ReaderBell:
             release(mm)
 
 
-def wake_block(block: str) -> None:
-    """Wake every reader asleep on block ``block`` (its /dev/shm name): what a stream's
-    cleaner does when the producer died without ringing. Best effort."""
+@contextlib.contextmanager
+def waking(block: str | None) -> Iterator[None]:
+    """Wake every reader asleep on block ``block`` (its /dev/shm name) when the ``with``
+    ends: what a dead producer's cleaner wraps its clean-up in, so that the readers it wakes
+    find the record gone, not locked by the cleaner. The block is mapped on entry, so it
+    may be unlinked inside. Best effort: nothing happens for a block it cannot open."""
+    word = _frames_written_of(block) if block is not None else None
+    try:
+        yield
+    finally:
+        if word is not None:
+            futex_wake(address_of(word))
+
+
+def _frames_written_of(block: str) -> np.ndarray | None:
     try:
         fd = open_block(block)
     except (ShmviewError, OSError):
-        return
+        return None
     try:
         mm = mmap.mmap(fd, P.FRAMES_WRITTEN_OFFSET + 8, prot=mmap.PROT_READ)
     except (OSError, ValueError):
-        return
+        return None
     finally:
         os.close(fd)
-    word = np.frombuffer(mm, np.uint64, 1, P.FRAMES_WRITTEN_OFFSET)
-    futex_wake(address_of(word))
-    del word
-    release(mm)
+    return np.frombuffer(mm, np.uint64, 1, P.FRAMES_WRITTEN_OFFSET)  # pins mm until it goes

@@ -30,7 +30,7 @@ from viewer.errors import (
 from viewer.stream import protocol as P
 from viewer.stream.bell import ReaderBell
 from viewer.stream.blocks import ReadOnlyBlock
-from viewer.stream.frames import Frame, StreamInfo, _Closing, _Views
+from viewer.stream.frames import SEQ_INDEX, STAMPS, WORD, Frame, StreamInfo, _Closing, _Views
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
 from viewer.stream.views import Mapping
 
@@ -183,11 +183,14 @@ class FrameReader(_Closing):
         if self.follow:
             self._follow()
         lay = self.layout
-        if out is not None and (out.shape, out.dtype) != (lay.shape, lay.dtype):
+        if out is None:
+            image = np.empty(lay.shape, lay.dtype)
+        elif out.shape != lay.shape or out.dtype != lay.dtype:
             raise FrameMismatchError(
                 f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}"
             )
-        image = np.empty(lay.shape, lay.dtype) if out is None else out
+        else:
+            image = out
         _, v = self._att.mapping.held(self.name)  # v keeps the block mapped, whatever close() does
         for _ in range(MAX_READ_ATTEMPTS):
             slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
@@ -196,10 +199,9 @@ class FrameReader(_Closing):
             if slot < 0:
                 continue
             np.copyto(image, v.pixels[slot])
-            payload = self._payload(v, slot)
-            stamps = self._still(v, slot, seq)
-            if stamps is not None:
-                return Frame(image, *stamps, self._decode(payload, stamps[0]))
+            k, stamp, payload = self._stamps(v, slot)
+            if WORD.unpack_from(v.mm, v.offsets[slot])[0] == seq and k != P.NO_FRAME:  # seq last
+                return Frame._make(image, k, stamp, None if payload == b"" else self._decode(payload, k))
         raise self._busy()
 
     @contextmanager
@@ -229,9 +231,9 @@ class FrameReader(_Closing):
         if slot is None:
             yield None
             return
-        payload = self._payload(v, slot)
-        stamps = self._still(v, slot, seq)
-        frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
+        k, stamp, payload = self._stamps(v, slot)
+        still = self._still(v, slot, seq) is not None
+        frame = Frame(v.pixels[slot], k, stamp, self._decode(payload, k)) if still else None
         if frame is not None:
             yield frame
         if frame is None or self._still(v, slot, seq) is None:
@@ -276,40 +278,39 @@ class FrameReader(_Closing):
         """(slot, seq) of the newest published frame, checked before any copy: slot None
         before the first frame, -1 while the slot is being written or does not hold that
         frame (then no copy is worth making). The order of the loads is the protocol's."""
-        n = int(v.published[0])
+        n = WORD.unpack_from(v.mm, P.FRAMES_WRITTEN_OFFSET)[0]
         if n == 0:
             return None, 0
         slot = (n - 1) % self.layout.slot_count
-        words = v.words[slot]
-        seq = int(words[0])
-        return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
+        seq, k = SEQ_INDEX.unpack_from(v.mm, v.offsets[slot])
+        return (-1, 0) if seq & 1 or k != n - 1 else (slot, seq)
 
     def _slot_of(self, v: _Views, k: int) -> tuple[int | None, int]:
         """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
         yet or its slot has moved on to a later frame; -1 while that slot is being written."""
-        n = int(v.published[0])
+        n = WORD.unpack_from(v.mm, P.FRAMES_WRITTEN_OFFSET)[0]
         if not 0 <= k < n:
             return None, 0
         slot = k % self.layout.slot_count
-        words = v.words[slot]
-        seq = int(words[0])
+        seq, index = SEQ_INDEX.unpack_from(v.mm, v.offsets[slot])
         # Odd: the writer is already overwriting frame k with a later one. Either way, gone.
-        return (None, 0) if seq & 1 or int(words[1]) != k else (slot, seq)
+        return (None, 0) if seq & 1 or index != k else (slot, seq)
 
     @staticmethod
     def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
-        words = v.words[slot]
-        index, stamp = int(words[1]), int(words[2])
-        return (index, stamp) if int(words[0]) == seq and index != P.NO_FRAME else None
+        index, stamp, _ = STAMPS.unpack_from(v.mm, v.offsets[slot] + 8)
+        return (index, stamp) if WORD.unpack_from(v.mm, v.offsets[slot])[0] == seq and index != P.NO_FRAME else None
 
-    def _payload(self, v: _Views, slot: int) -> bytes | None:
-        """A copy of the slot's metadata bytes (b"" for none); None if its length is out of
-        range, which a consistent slot only has when its writer breaks the protocol."""
-        if not v.meta_len:
-            return b""
-        n = int(v.meta_len[slot][0])
-        return v.meta[slot][:n].tobytes() if n <= self.layout.meta_bytes else None
+    def _stamps(self, v: _Views, slot: int) -> tuple[int, int, bytes | None]:
+        """The slot's index and timestamp, and a copy of its metadata bytes (b"" for none;
+        None if its length is out of range, which a consistent slot only has when its writer
+        breaks the protocol). Loaded before the slot's seq is checked again."""
+        k, stamp, n = STAMPS.unpack_from(v.mm, v.offsets[slot] + 8)
+        if not n or not v.meta_offsets:  # no metadata, or a stream with no room for any
+            return k, stamp, b""
+        start = v.meta_offsets[slot]
+        return k, stamp, v.mm[start : start + n] if n <= self.layout.meta_bytes else None
 
     def _decode(self, payload: bytes | None, index: int) -> dict[str, Any] | None:
         if payload == b"":
