@@ -30,7 +30,18 @@ from viewer.errors import (
 from viewer.stream import protocol as P
 from viewer.stream.bell import ReaderBell
 from viewer.stream.blocks import ReadOnlyBlock
-from viewer.stream.frames import SEQ_INDEX, STAMPS, WORD, Frame, StreamInfo, _Closing, _Views
+from viewer.stream.frames import (
+    INDEX,
+    META_LEN,
+    META_LEN_MASK,
+    PUBLISHED,
+    SEQ,
+    STAMP,
+    Frame,
+    StreamInfo,
+    _Closing,
+    _Views,
+)
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
 from viewer.stream.views import Mapping
 
@@ -200,7 +211,7 @@ class FrameReader(_Closing):
                 continue
             np.copyto(image, v.pixels[slot])
             k, stamp, payload = self._stamps(v, slot)
-            if WORD.unpack_from(v.mm, v.offsets[slot])[0] == seq and k != P.NO_FRAME:  # seq last
+            if v.q[v.at[slot] + SEQ] == seq and k != P.NO_FRAME:  # seq loaded last
                 return Frame._make(image, k, stamp, None if payload == b"" else self._decode(payload, k))
         raise self._busy()
 
@@ -278,36 +289,42 @@ class FrameReader(_Closing):
         """(slot, seq) of the newest published frame, checked before any copy: slot None
         before the first frame, -1 while the slot is being written or does not hold that
         frame (then no copy is worth making). The order of the loads is the protocol's."""
-        n = WORD.unpack_from(v.mm, P.FRAMES_WRITTEN_OFFSET)[0]
+        q = v.q
+        n = q[PUBLISHED]
         if n == 0:
             return None, 0
         slot = (n - 1) % self.layout.slot_count
-        seq, k = SEQ_INDEX.unpack_from(v.mm, v.offsets[slot])
+        at = v.at[slot]
+        seq, k = q[at + SEQ], q[at + INDEX]
         return (-1, 0) if seq & 1 or k != n - 1 else (slot, seq)
 
     def _slot_of(self, v: _Views, k: int) -> tuple[int | None, int]:
         """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
         yet or its slot has moved on to a later frame; -1 while that slot is being written."""
-        n = WORD.unpack_from(v.mm, P.FRAMES_WRITTEN_OFFSET)[0]
+        q = v.q
+        n = q[PUBLISHED]
         if not 0 <= k < n:
             return None, 0
         slot = k % self.layout.slot_count
-        seq, index = SEQ_INDEX.unpack_from(v.mm, v.offsets[slot])
+        at = v.at[slot]
+        seq, index = q[at + SEQ], q[at + INDEX]
         # Odd: the writer is already overwriting frame k with a later one. Either way, gone.
         return (None, 0) if seq & 1 or index != k else (slot, seq)
 
     @staticmethod
     def _still(v: _Views, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
-        index, stamp, _ = STAMPS.unpack_from(v.mm, v.offsets[slot] + 8)
-        return (index, stamp) if WORD.unpack_from(v.mm, v.offsets[slot])[0] == seq and index != P.NO_FRAME else None
+        q, at = v.q, v.at[slot]
+        index, stamp = q[at + INDEX], q[at + STAMP]
+        return (index, stamp) if q[at + SEQ] == seq and index != P.NO_FRAME else None
 
     def _stamps(self, v: _Views, slot: int) -> tuple[int, int, bytes | None]:
         """The slot's index and timestamp, and a copy of its metadata bytes (b"" for none;
         None if its length is out of range, which a consistent slot only has when its writer
         breaks the protocol). Loaded before the slot's seq is checked again."""
-        k, stamp, n = STAMPS.unpack_from(v.mm, v.offsets[slot] + 8)
-        if not n or not v.meta_offsets:  # no metadata, or a stream with no room for any
+        q, at = v.q, v.at[slot]
+        k, stamp = q[at + INDEX], q[at + STAMP]
+        if not v.meta_offsets or not (n := q[at + META_LEN] & META_LEN_MASK):  # no room for any, or none
             return k, stamp, b""
         start = v.meta_offsets[slot]
         return k, stamp, v.mm[start : start + n] if n <= self.layout.meta_bytes else None

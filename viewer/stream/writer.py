@@ -21,7 +21,7 @@ from viewer.errors import FormatError, FrameMismatchError, MetadataError, Shmvie
 from viewer.stream import protocol as P
 from viewer.stream.bell import NO_BELL, WriterBell, waking
 from viewer.stream.blocks import OwnedBlock, forget_block
-from viewer.stream.frames import STAMPS, WORD, _Closing, _Views
+from viewer.stream.frames import INDEX, META_LEN, PUBLISHED, SEQ, STAMP, _Closing, _Views
 from viewer.stream.registry import Claim, read_record, reap, validate_name
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class FrameWriter(_Closing):
             raise ShmviewError(f"stream {self.name!r} has a loan open: finish it before the next frame")
         k = self.frames_written
         lap, slot = divmod(k, self.layout.slot_count)
-        WORD.pack_into(v.mm, v.offsets[slot], 2 * lap + 1)  # odd: readers keep off this slot
+        v.q[v.at[slot] + SEQ] = 2 * lap + 1  # odd: readers keep off this slot
         return v, k, slot
 
     def _stamp(self, timestamp_ns: int | None) -> int:
@@ -192,14 +192,15 @@ class FrameWriter(_Closing):
         return int(timestamp_ns)
 
     def _publish(self, v: _Views, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
-        mm, at = v.mm, v.offsets[slot]
+        q, at = v.q, v.at[slot]
         if payload:  # only a stream with room for metadata takes any (_encode)
             start = v.meta_offsets[slot]
-            mm[start : start + len(payload)] = payload
-        # index, timestamp and meta_len (0 in a stream without room: a reserved word, zero)
-        STAMPS.pack_into(mm, at + 8, k, timestamp_ns if timestamp_ns is not None else time.time_ns(), len(payload))
-        WORD.pack_into(mm, at, 2 * (k // self.layout.slot_count) + 2)
-        WORD.pack_into(mm, P.FRAMES_WRITTEN_OFFSET, k + 1)  # only now may readers pick this slot
+            v.mm[start : start + len(payload)] = payload
+        q[at + META_LEN] = len(payload)  # with the 4 reserved bytes after it, which stay zero
+        q[at + INDEX] = k
+        q[at + STAMP] = timestamp_ns if timestamp_ns is not None else time.time_ns()
+        q[at + SEQ] = 2 * (k // self.layout.slot_count) + 2
+        q[PUBLISHED] = k + 1  # only now may readers pick this slot
         self._bell.ring()
         self.frames_written = k + 1
 
