@@ -177,7 +177,7 @@ class FrameReader(_Closing):
 
     @property
     def frames_written(self) -> int:
-        return int(self._att.mapping.held(self.name)[1].published[0])
+        return self._att.mapping.held(self.name)[1].q[PUBLISHED]
 
     @property
     def closed_by_producer(self) -> bool:
@@ -376,7 +376,7 @@ class FrameReader(_Closing):
             if self.generation != generation:
                 after, generation = None, self.generation
             _, v = self._att.mapping.held(self.name)
-            seen = int(v.published[0])
+            seen = v.q[PUBLISHED]
             found = ready(after)
             if found is not None:
                 return found
