@@ -318,3 +318,16 @@ def test_the_recorder_sleeps_until_its_stream_publishes(monkeypatch: pytest.Monk
         finally:
             stop.set()
             thread.join(DEADLINE_S)
+
+
+def test_no_litter_names_a_bell_left_behind(private_registry: Path):
+    from viewer.testing import LitterCheck
+
+    check = LitterCheck(registry=private_registry, mappings=False)
+    stray = private_registry / "psm_gone.bell"
+    stray.write_bytes(b"\0" * bell.BELL_BYTES)
+    try:
+        assert "a bell whose block is gone" in str(check.leftovers())
+    finally:
+        stray.unlink()
+    assert not check.leftovers()

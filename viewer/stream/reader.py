@@ -234,7 +234,7 @@ class FrameReader(_Closing):
         signal handler) leaves the view valid: the block stays mapped while it lives.
         """
         if after is not None or timeout is not None:
-            self._until(5.0 if timeout is None else timeout, after, self._published_after)
+            self._until(5.0 if timeout is None else timeout, after, _published_after)
         elif self.follow:
             self._follow()
         _, v = self._att.mapping.held(self.name)
@@ -266,7 +266,7 @@ class FrameReader(_Closing):
         copy out what it needs. ``after`` and ``timeout``: first sleep until a newer
         frame exists, as view() does."""
         if after is not None or timeout is not None:
-            self._until(5.0 if timeout is None else timeout, after, self._published_after)
+            self._until(5.0 if timeout is None else timeout, after, _published_after)
         for _ in range(MAX_READ_ATTEMPTS):
             try:
                 with self.view(index=index) as frame:
@@ -363,12 +363,14 @@ class FrameReader(_Closing):
         return self._wait(timeout, after, next_first=False)
 
     def _wait(self, timeout: float, after: int | None, *, next_first: bool) -> Frame:
-        return self._until(timeout, after, lambda a: self._newer_than(a, next_first=next_first))
+        return self._until(timeout, after, lambda r, a, n: r._newer_than(a, n, next_first=next_first))
 
-    def _until(self, timeout: float, after: int | None, ready: Callable[[int | None], T | None]) -> T:
-        """``ready(after)``'s first answer that is not None, sleeping between looks until
-        the writer publishes (each look is made after noting frames_written, so a frame
-        published meanwhile ends the sleep at once)."""
+    def _until(
+        self, timeout: float, after: int | None, ready: Callable[[FrameReader, int | None, int], T | None]
+    ) -> T:
+        """``ready(self, after, frames_written)``'s first answer that is not None, sleeping
+        between looks until the writer publishes (frames_written is noted before each look,
+        so a frame published meanwhile ends the sleep at once)."""
         deadline = time.monotonic() + _seconds(timeout)
         generation = self.generation
         while True:
@@ -377,7 +379,7 @@ class FrameReader(_Closing):
                 after, generation = None, self.generation
             _, v = self._att.mapping.held(self.name)
             seen = v.q[PUBLISHED]
-            found = ready(after)
+            found = ready(self, after, seen)
             if found is not None:
                 return found
             left = deadline - time.monotonic()
@@ -393,17 +395,9 @@ class FrameReader(_Closing):
         published, reading nothing: True then; False if ``timeout`` s passed first or the
         stream ended. For loops that read in their own way (apply(index=k), catching up)."""
         try:
-            return bool(self._until(timeout, after, self._published_after))
+            return bool(self._until(timeout, after, _published_after))
         except (StreamTimeoutError, StreamGoneError):
             return False
-
-    def _published_after(self, after: int | None) -> bool | None:
-        """True once a frame after ``after`` (any, if None) is published; None before."""
-        written = self.frames_written
-        if written and (after is None or written - 1 > after):
-            return True
-        self._check_gone()
-        return None
 
     def frames(self, timeout: float = 5.0) -> Iterator[Frame]:
         """New frames as they come, each at most once and in order, until the stream ends
@@ -424,8 +418,7 @@ class FrameReader(_Closing):
             last, generation = frame.index, self.generation
             yield frame
 
-    def _newer_than(self, after: int | None, *, next_first: bool = False) -> Frame | None:
-        written = self.frames_written
+    def _newer_than(self, after: int | None, written: int, *, next_first: bool = False) -> Frame | None:
         if written and (after is None or written - 1 > after):
             try:
                 return (self._oldest_after(after) if next_first else None) or self.read()
@@ -535,6 +528,14 @@ class FrameReader(_Closing):
         ShmviewError."""
         self._att.mapping.close()
         self._bell.close()
+
+
+def _published_after(reader: FrameReader, after: int | None, written: int) -> bool | None:
+    """True once a frame after ``after`` (any, if None) is published; None before."""
+    if written and (after is None or written - 1 > after):
+        return True
+    reader._check_gone()
+    return None
 
 
 class RawReader(_Closing):
