@@ -172,8 +172,9 @@ def _writer(system, shape, where, count, pace, ready, go, ack, out):  # type: ig
     stamps = []
     for k in range(count):
         time.sleep(pace)
-        stamps.append(time.monotonic_ns())
+        t0 = time.monotonic_ns()
         send(k)
+        stamps.append((t0, time.monotonic_ns()))  # the hand-over began, and the writer is done
         if not ack.poll(30):
             break
         ack.recv_bytes()
@@ -270,8 +271,12 @@ def _reader(system, shape, where, count, ready, ack, out):  # type: ignore[no-un
     close()
 
 
-def one_round(system: str, label: str, count: int, tag: str) -> tuple[float, int, int]:
-    """(median one-way seconds, frames seen, frames with a wrong first pixel)."""
+Run = tuple[float, int, int, float, float]
+
+
+def one_round(system: str, label: str, count: int, tag: str) -> Run:
+    """(median one-way seconds, frames seen, frames with a wrong first pixel, median seconds
+    the writer's part took, median seconds from the writer's part done to the reader holding)."""
     shape, pace = SIZES[label], PACE_S[label]
     tmp = tempfile.gettempdir()
     where = {"shm": f"wake-{tag}", "iox": tag, "zmq": f"ipc://{tmp}/shmview-wake-{tag}.ipc"}.get(system[:3])
@@ -304,7 +309,13 @@ def one_round(system: str, label: str, count: int, tag: str) -> tuple[float, int
         if system.startswith("zmq"):
             Path(where.removeprefix("ipc://")).unlink(missing_ok=True)
     used = [(k, t1) for k, t1, _ in got if k >= count // 10]
-    return statistics.median((t1 - stamps[k]) / 1e9 for k, t1 in used), len(got), sum(not ok for *_, ok in got)
+    return (
+        statistics.median((t1 - stamps[k][0]) / 1e9 for k, t1 in used),
+        len(got),
+        sum(not ok for *_, ok in got),
+        statistics.median((stamps[k][1] - stamps[k][0]) / 1e9 for k, _ in used),
+        statistics.median((t1 - stamps[k][1]) / 1e9 for k, t1 in used),
+    )
 
 
 def blocked_cpu(seconds: float) -> float:
@@ -335,7 +346,7 @@ def main() -> int:
     args = parser.parse_args()
     systems = args.systems.split(",")
     labels = ["480x640x3", "1080x1920x3"] if args.big else ["480x640x3"]
-    runs: dict[str, dict[str, list[tuple[float, int, int]]]] = {lb: {s: [] for s in systems} for lb in labels}
+    runs: dict[str, dict[str, list[Run]]] = {lb: {s: [] for s in systems} for lb in labels}
     try:
         for r in range(args.rounds):
             for label in labels:
@@ -352,11 +363,11 @@ def main() -> int:
     return 0
 
 
-def _med(runs: list[tuple[float, int, int]]) -> float:
+def _med(runs: list[Run]) -> float:
     return statistics.median(x[0] for x in runs)
 
 
-def report(runs: dict[str, dict[str, list[tuple[float, int, int]]]], args: argparse.Namespace) -> None:
+def report(runs: dict[str, dict[str, list[Run]]], args: argparse.Namespace) -> None:
     print(
         f"\n{args.rounds} rounds x {args.frames} / {args.frames // 2} frames, one frame in flight, "
         f"writer paced {PACE_S['480x640x3'] * 1e3:g} / {PACE_S['1080x1920x3'] * 1e3:g} ms\n"
@@ -371,6 +382,20 @@ def report(runs: dict[str, dict[str, list[tuple[float, int, int]]]], args: argpa
         seen = sum(x[1] for s in runs.values() for x in s[system])
         bad = sum(x[2] for s in runs.values() for x in s[system])
         print(f"| {SYSTEMS[system]} | " + " | ".join(cells) + f" | {seen}, {bad} |")
+    print(
+        "\nWhere the time goes (medians over rounds): the writer's part (its call returns), then until the "
+        "reader holds the frame (ZeroMQ and the Queue hand over in background threads, so their "
+        "second part holds most of the transfer)\n"
+    )
+    print("| system | " + " | ".join(f"{lb}: writer / then reader" for lb in runs) + " |")
+    print("|---|" + "---|" * len(runs))
+    for system in next(iter(runs.values())):
+        cells = [
+            f"{statistics.median(x[3] for x in sy[system]) * 1e6:,.0f} / "
+            f"{statistics.median(x[4] for x in sy[system]) * 1e6:,.0f} µs"
+            for sy in runs.values()
+        ]
+        print(f"| {SYSTEMS[system]} | " + " | ".join(cells) + " |")
     targets = [
         ("shm_view", "iox", "write() + view(after=k), of iceoryx2's", "<= 1.0x", lambda x: x <= 1.0, True),
         ("shm_wait", "iox", "write() + wait(), of iceoryx2's", "<= 1.0x", lambda x: x <= 1.0, False),

@@ -1,9 +1,10 @@
 """Readers that sleep in the kernel until a frame is published (issue 20 item 2): the futex
 on frames_written and the bell file (viewer/stream/bell.py, docs/PROTOCOL.md).
 
-A reader is known to be asleep when it has set its bell (the word it sets just before it
-sleeps); the children below raise their longest single sleep (bell.WAIT_BOUND_S) to 60 s,
-so an answer within the test's deadline can only come from a ring, a wake or a signal.
+A reader is known to be about to sleep when it has set its bell, and asleep when it is
+inside the futex call (/proc/<pid>/syscall, x86-64 number 202). The tests raise its longest
+single sleep (bell.WAIT_BOUND_S) to 60 s, so an answer within the test's deadline can only
+come from a ring, a wake or a signal.
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ def _until(what: str, check: Callable[[], bool], timeout: float = DEADLINE_S) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} in {timeout} s")
         time.sleep(0.001)  # polling a condition with a deadline, not synchronising by sleep
+
+
+def _in_futex(thread: threading.Thread, word: int) -> bool:
+    """Whether ``thread`` is inside the futex call on ``word`` (x86-64: syscall 202)."""
+    try:
+        line = Path(f"/proc/self/task/{thread.native_id}/syscall").read_text()
+    except OSError:
+        return False
+    return line.startswith(f"202 {hex(word)} ")
+
+
+def _in_futex_wait(pid: int) -> bool:
+    """Whether process ``pid`` (its main thread) is inside a futex call: asleep, so that a
+    wake-up that does not change the word (close, a signal, a cleaner) must reach it there."""
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().startswith("202 ")
+    except OSError:
+        return False
 
 
 def _ringing(w: FrameWriter) -> bool:
@@ -94,14 +113,14 @@ def test_close_wakes_a_reader_asleep_in_another_process():
     with FrameWriter("closing", (4, 4)) as w:
         w.write(np.zeros((4, 4), np.uint8))
         with _reader_process("closing", "r.wait(timeout=60, after=0)") as proc:
-            _until("reader asleep", lambda: _ringing(w))
+            _until("reader asleep", lambda: _ringing(w) and _in_futex_wait(proc.pid))
             w.close()
             assert read_line(proc) == "StreamGoneError\n"
 
 
 def test_sigterm_stops_a_reader_asleep_in_wait():
     with FrameWriter("sleeper", (4, 4)) as w, _reader_process("sleeper", "r.wait(timeout=60)") as proc:
-        _until("reader asleep", lambda: _ringing(w))
+        _until("reader asleep", lambda: _ringing(w) and _in_futex_wait(proc.pid))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(DEADLINE_S) == 7  # its handler ran (SystemExit(7)), not the default
 
@@ -123,7 +142,10 @@ def test_a_producer_killed_wakes_its_readers_and_leaves_no_bell(private_registry
     try:
         block = read_line(prod).split()[1]
         with _reader_process("doomed", "r.wait(timeout=60, after=0)") as reader:
-            _until("reader asleep", lambda: bell_path(block).read_bytes()[:4] != b"\0\0\0\0")
+            _until(
+                "reader asleep",
+                lambda: bell_path(block).read_bytes()[:4] != b"\0\0\0\0" and _in_futex_wait(reader.pid),
+            )
             prod.kill()
             assert read_line(reader) == "StreamGoneError\n"
         _until("bell removed", lambda: not bell_path(block).exists())
@@ -331,3 +353,24 @@ def test_no_litter_names_a_bell_left_behind(private_registry: Path):
     finally:
         stray.unlink()
     assert not check.leftovers()
+
+
+def test_closing_a_reader_ends_a_wait_in_another_thread(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(bell, "WAIT_BOUND_S", 60.0)
+    with FrameWriter("abandoned", (4, 4)):
+        r = FrameReader("abandoned")
+        errors: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                r.wait(60)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        word = bell.address_of(r._att.mapping.held("test")[1].published)
+        _until("reader asleep in FUTEX_WAIT", lambda: _in_futex(thread, word))
+        r.close()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive() and len(errors) == 1 and "closed" in str(errors[0])

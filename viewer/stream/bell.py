@@ -208,6 +208,8 @@ class ReaderBell:
         self._word: memoryview | None = None
         self._next_try = 0.0
         self._delay, self._seen = _BACKOFF_S[0], -1
+        self._asleep: np.ndarray | None = None  # frames_written's view while a thread sleeps on it
+        self._closed = False
 
     def _ring_word(self) -> memoryview | None:
         if self._word is not None or self._created_ns is None:
@@ -242,12 +244,25 @@ class ReaderBell:
             self._delay = min(self._delay * 2, _BACKOFF_S[1])
         if int(published[0]) != seen:
             return word is not None
-        if not futex_wait(address_of(published), seen, bound):
-            time.sleep(bound)
+        self._asleep = published
+        if self._closed:  # closed meanwhile (another thread, a signal handler): no sleep
+            self._asleep = None
+            return True
+        try:
+            if not futex_wait(address_of(published), seen, bound):
+                time.sleep(bound)
+        finally:
+            self._asleep = None
         return word is not None
 
     def close(self) -> None:
+        """Drop the bell; a thread of ours asleep on the block is woken, so the reader's
+        close() from another thread or a signal handler ends its wait now (unless it lands in
+        the microsecond between that thread's last look and its sleep: then at the bound)."""
+        self._closed = True
         mm, self._mm, self._word = self._mm, None, None
+        if (asleep := self._asleep) is not None:
+            futex_wake(address_of(asleep))  # wakes every sleeper on the block: each looks again
         if mm is not None:
             release(mm)
 
