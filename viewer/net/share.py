@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 DISCOVER_EVERY_S = 0.5  # how often share-all looks for new streams, a named share for its stream
 LIVENESS_EVERY_S = 0.1  # how often a stream's producer is checked (token declared or not)
-_POLL_S = (0.0001, 0.0005)  # first and longest sleep while waiting for a new frame
+QUERIES_EVERY_S = 0.1  # longest sleep waiting for a frame: queries and the stop flag wait this long
 
 Report = Callable[[str], None]
 
@@ -94,7 +94,7 @@ class StreamShare:
 
     def _serve(self, reader: FrameReader) -> None:
         """Send each new frame (or the newest, when frames come faster than we can)."""
-        seen, next_check, next_send, delay = (-1, -1), 0.0, 0.0, _POLL_S[0]
+        seen, next_check, next_send = (-1, -1), 0.0, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_check:
@@ -102,15 +102,17 @@ class StreamShare:
                 self._set_live(reader.state != GONE)
             self._answer_queries()
             current = (reader.generation, reader.frames_written)
-            if current == seen or current[1] == 0 or now < next_send:
-                self._stop.wait(max(delay, next_send - now))
-                delay = min(delay * 2, _POLL_S[1])
+            if now < next_send:  # --max-fps
+                self._stop.wait(next_send - now)
+                continue
+            if current == seen or current[1] == 0:  # sleeps until the producer publishes
+                reader.sleep_until_new(current[1] - 1, min(QUERIES_EVERY_S, max(0.0, next_check - now)))
                 continue
             if current[0] != seen[0] and not self.explicit and self._mirrored(reader):
                 log.info("not sharing %s: it mirrors a remote stream", self.name)
                 self._stop.set()
                 return
-            seen, next_send, delay = current, now + self.min_gap_s, _POLL_S[0]
+            seen, next_send = current, now + self.min_gap_s
             self._send(reader)
 
     @staticmethod

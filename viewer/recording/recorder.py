@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 QUEUE_BYTES = 256 * 2**20  # about 1.4 s of 1920x1080x3 at 30 fps between copy and disk
 FLUSH_EVERY_S = 1.0  # a kill -9 loses at most about this much
 _POLL_S = 0.1  # how often the writing loop looks at the stop flag
-# A follower looks for a new frame every 0.1 ms, backing off to 1 ms while none comes:
-# FrameReader.wait() backs off to 10 ms, longer than a 3-slot ring lasts at 200 fps.
-_LOOK_S = (0.0001, 0.001)
+# A follower sleeps until its writer publishes (FrameReader.sleep_until_new), looking up
+# at least this often to see the stop flag and where its stream stands.
+_SLEEP_S = _POLL_S / 2
 _STATE_EVERY_S = 0.05  # how often a follower with nothing new asks whether its stream ended
 
 
@@ -95,6 +95,7 @@ class _Follower(threading.Thread):
         self.reader, self.queue, self.tally, self.limit = reader, queue, tally, limit
         self.quit = threading.Event()
         self.gone = False  # its producer stopped (and has not come back yet)
+        self._looked = 0  # frames_written when _newer last looked (a stuck writer: sleep past it)
         self.error: BaseException | None = None
 
     @property
@@ -109,7 +110,7 @@ class _Follower(threading.Thread):
 
     def _follow(self) -> None:
         r, last, generation, taken = self.reader, -1, self.reader.generation, 0
-        delay, next_look = _LOOK_S[0], 0.0
+        next_look = 0.0
         while not self.quit.is_set() and (self.limit is None or taken < self.limit):
             if r.generation != generation:  # re-attached to a restarted producer: indices start again
                 last, generation = -1, r.generation
@@ -121,10 +122,9 @@ class _Follower(threading.Thread):
                 if self.gone:  # the recording ends when all are gone; until then, a restart is followed
                     self.quit.wait(_POLL_S / 2)
                 else:
-                    time.sleep(delay)
-                    delay = min(delay * 2, _LOOK_S[1])
+                    r.sleep_until_new(max(last, self._looked - 1), _SLEEP_S)  # past what _newer saw
                 continue
-            self.gone, delay = False, _LOOK_S[0]
+            self.gone = False
             assert frame.index is not None  # a stream's frames always carry their index
             if last >= 0:
                 self.tally.missed += frame.index - last - 1
@@ -138,7 +138,7 @@ class _Follower(threading.Thread):
         kept off the CPU for a moment catches up instead of skipping), else the newest;
         copied once out of its slot."""
         r, generation = self.reader, self.reader.generation
-        written = r.frames_written
+        written = self._looked = r.frames_written
         if written - 1 <= last:
             return None
         try:

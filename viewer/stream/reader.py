@@ -28,8 +28,24 @@ from viewer.errors import (
     TornFrameError,
 )
 from viewer.stream import protocol as P
+from viewer.stream.bell import ReaderBell
 from viewer.stream.blocks import ReadOnlyBlock
-from viewer.stream.frames import GONE, LIVE, STALE, BlockViews, Closing, Frame, State, StreamInfo
+from viewer.stream.frames import (
+    GONE,
+    INDEX,
+    LIVE,
+    META_LEN,
+    META_LEN_MASK,
+    PUBLISHED,
+    SEQ,
+    STALE,
+    STAMP,
+    BlockViews,
+    Closing,
+    Frame,
+    State,
+    StreamInfo,
+)
 from viewer.stream.registry import StreamRecord, is_live, read_record, reap, record_path, record_stamp, validate_name
 from viewer.stream.views import ReaderMapping
 
@@ -37,7 +53,7 @@ T = TypeVar("T")
 MAX_READ_ATTEMPTS = 64  # a live writer laps a 3-slot ring far less often than this
 STALE_AFTER_S = 2.0  # no new frame for this long: stale (the default)
 CHECK_EVERY_S = 0.05  # how often wait() and a following read() look for a restart
-_BACKOFF_S = (0.0001, 0.01)  # wait(): first and longest sleep between looks
+_BACKOFF_S = (0.0001, 0.01)  # waiting for a stream to appear: the longest sleep is 4x this
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,9 @@ class FrameReader(Closing):
         return reader
 
     def _use(self, att: _Attachment) -> None:
+        if (old := getattr(self, "_bell", None)) is not None:
+            old.close()
+        self._bell = ReaderBell(att.info.block, att.info.created_ns)  # sleeps until a frame comes
         self._att = att
         self.layout, self.info, self.record = att.layout, att.info, att.record
         self.generation += 1
@@ -175,7 +194,7 @@ class FrameReader(Closing):
 
     @property
     def frames_written(self) -> int:
-        return int(self._att.mapping.held(self.name)[1].published[0])
+        return self._att.mapping.held(self.name)[1].q[PUBLISHED]
 
     @property
     def closed_by_producer(self) -> bool:
@@ -192,11 +211,14 @@ class FrameReader(Closing):
         if self.follow:
             self._follow()
         lay = self.layout
-        if out is not None and (out.shape, out.dtype) != (lay.shape, lay.dtype):
+        if out is None:
+            image = np.empty(lay.shape, lay.dtype)
+        elif out.shape != lay.shape or out.dtype != lay.dtype:
             raise FrameMismatchError(
                 f"{self.name}: out must be {lay.shape} {lay.dtype.name}, got {out.shape} {out.dtype}"
             )
-        image = np.empty(lay.shape, lay.dtype) if out is None else out
+        else:
+            image = out
         _, v = self._att.mapping.held(self.name)  # v keeps the block mapped, whatever close() does
         for _ in range(MAX_READ_ATTEMPTS):
             slot, seq = self._newest_slot(v) if index is None else self._slot_of(v, index)
@@ -205,16 +227,22 @@ class FrameReader(Closing):
             if slot < 0:
                 continue
             np.copyto(image, v.pixels[slot])
-            payload = self._payload(v, slot)
-            stamps = self._still(v, slot, seq)
-            if stamps is not None:
-                return Frame(image, *stamps, self._decode(payload, stamps[0]))
+            k, stamp, payload = self._stamps(v, slot)
+            if v.q[v.at[slot] + SEQ] == seq and k != P.NO_FRAME:  # seq loaded last
+                return Frame._make(image, k, stamp, None if payload == b"" else self._decode(payload, k))
         raise self._busy()
 
     @contextmanager
-    def view(self, *, index: int | None = None) -> Iterator[Frame | None]:
+    def view(
+        self, *, index: int | None = None, after: int | None = None, timeout: float | None = None
+    ) -> Iterator[Frame | None]:
         """The newest frame without a copy: ``image`` is a read-only view of the slot
         (``meta`` is decoded, so it is yours).
+
+        With ``after`` or ``timeout``, first sleeps (as wait() does) until a frame with an
+        index greater than ``after`` (any frame if None) is published, for up to
+        ``timeout`` s (default 5): ``with reader.view(after=k, timeout=1) as frame:``.
+        StreamTimeoutError if none came, StreamGoneError if the stream ended meanwhile.
 
         Use it inside the block only (copy what you keep). On leaving, the slot is checked:
         if the writer reused it meanwhile, TornFrameError says that whatever was computed
@@ -222,28 +250,40 @@ class FrameReader(Closing):
         when the ring no longer holds that frame). A close() meanwhile (another thread, a
         signal handler) leaves the view valid: the block stays mapped while it lives.
         """
-        if self.follow:
+        if after is not None or timeout is not None:
+            self._until(5.0 if timeout is None else timeout, after, _published_after)
+        elif self.follow:
             self._follow()
         _, v = self._att.mapping.held(self.name)
         slot, seq = self._stable_slot(v, index)
         if slot is None:
             yield None
             return
-        payload = self._payload(v, slot)
-        stamps = self._still(v, slot, seq)
-        frame = Frame(v.pixels[slot], *stamps, self._decode(payload, stamps[0])) if stamps else None
+        k, stamp, payload = self._stamps(v, slot)
+        still = self._still(v, slot, seq) is not None
+        frame = Frame(v.pixels[slot], k, stamp, self._decode(payload, k)) if still else None
         if frame is not None:
             yield frame
         if frame is None or self._still(v, slot, seq) is None:
             which = "the newest frame" if frame is None else f"frame {frame.index}"
             raise TornFrameError(f"{self.name}: {which} was overwritten while in use", name=self.name)
 
-    def apply(self, fn: Callable[[Frame], T], *, index: int | None = None) -> T | None:
+    def apply(
+        self,
+        fn: Callable[[Frame], T],
+        *,
+        index: int | None = None,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> T | None:
         """``fn(frame)`` on a zero-copy view of the newest frame, retried (up to
         MAX_READ_ATTEMPTS times) until the writer left the slot alone for the whole call,
         so the result never comes from a torn frame. None before the first frame, or
         when the ring no longer holds frame ``index``. ``fn`` must not keep the view:
-        copy out what it needs."""
+        copy out what it needs. ``after`` and ``timeout``: first sleep until a newer
+        frame exists, as view() does."""
+        if after is not None or timeout is not None:
+            self._until(5.0 if timeout is None else timeout, after, _published_after)
         for _ in range(MAX_READ_ATTEMPTS):
             try:
                 with self.view(index=index) as frame:
@@ -266,40 +306,45 @@ class FrameReader(Closing):
         """(slot, seq) of the newest published frame, checked before any copy: slot None
         before the first frame, -1 while the slot is being written or does not hold that
         frame (then no copy is worth making). The order of the loads is the protocol's."""
-        n = int(v.published[0])
+        q = v.q
+        n = q[PUBLISHED]
         if n == 0:
             return None, 0
         slot = (n - 1) % self.layout.slot_count
-        words = v.words[slot]
-        seq = int(words[0])
-        return (-1, 0) if seq & 1 or int(words[1]) != n - 1 else (slot, seq)
+        at = v.at[slot]
+        seq, k = q[at + SEQ], q[at + INDEX]
+        return (-1, 0) if seq & 1 or k != n - 1 else (slot, seq)
 
     def _slot_of(self, v: BlockViews, k: int) -> tuple[int | None, int]:
         """(slot, seq) of frame ``k``, like _newest_slot: None if frame k is not published
         yet or its slot has moved on to a later frame; -1 while that slot is being written."""
-        n = int(v.published[0])
+        q = v.q
+        n = q[PUBLISHED]
         if not 0 <= k < n:
             return None, 0
         slot = k % self.layout.slot_count
-        words = v.words[slot]
-        seq = int(words[0])
+        at = v.at[slot]
+        seq, index = q[at + SEQ], q[at + INDEX]
         # Odd: the writer is already overwriting frame k with a later one. Either way, gone.
-        return (None, 0) if seq & 1 or int(words[1]) != k else (slot, seq)
+        return (None, 0) if seq & 1 or index != k else (slot, seq)
 
     @staticmethod
     def _still(v: BlockViews, slot: int, seq: int) -> tuple[int, int] | None:
         """(index, timestamp) if slot ``slot`` still holds what it held at sequence ``seq``."""
-        words = v.words[slot]
-        index, stamp = int(words[1]), int(words[2])
-        return (index, stamp) if int(words[0]) == seq and index != P.NO_FRAME else None
+        q, at = v.q, v.at[slot]
+        index, stamp = q[at + INDEX], q[at + STAMP]
+        return (index, stamp) if q[at + SEQ] == seq and index != P.NO_FRAME else None
 
-    def _payload(self, v: BlockViews, slot: int) -> bytes | None:
-        """A copy of the slot's metadata bytes (b"" for none); None if its length is out of
-        range, which a consistent slot only has when its writer breaks the protocol."""
-        if not v.meta_len:
-            return b""
-        n = int(v.meta_len[slot][0])
-        return v.meta[slot][:n].tobytes() if n <= self.layout.meta_bytes else None
+    def _stamps(self, v: BlockViews, slot: int) -> tuple[int, int, bytes | None]:
+        """The slot's index and timestamp, and a copy of its metadata bytes (b"" for none;
+        None if its length is out of range, which a consistent slot only has when its writer
+        breaks the protocol). Loaded before the slot's seq is checked again."""
+        q, at = v.q, v.at[slot]
+        k, stamp = q[at + INDEX], q[at + STAMP]
+        if not v.meta_offsets or not (n := q[at + META_LEN] & META_LEN_MASK):  # no room for any, or none
+            return k, stamp, b""
+        start = v.meta_offsets[slot]
+        return k, stamp, v.mm[start : start + n] if n <= self.layout.meta_bytes else None
 
     def _decode(self, payload: bytes | None, index: int) -> dict[str, Any] | None:
         if payload == b"":
@@ -325,8 +370,8 @@ class FrameReader(Closing):
 
     def wait(self, timeout: float = 5.0, *, after: int | None = None) -> Frame:
         """The newest frame with an index greater than ``after`` (any frame if None),
-        waiting up to ``timeout`` s. Sleeps between looks (0.1 ms, doubling to 10 ms),
-        so waiting costs little CPU. After a restart that a following reader re-attached
+        waiting up to ``timeout`` s. Sleeps in the kernel until the writer publishes
+        (viewer/stream/bell.py), so waiting costs no CPU. After a restart that a following reader re-attached
         to, indices start again, and any frame of the new block counts.
 
         StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
@@ -335,23 +380,40 @@ class FrameReader(Closing):
         return self._wait(timeout, after, next_first=False)
 
     def _wait(self, timeout: float, after: int | None, *, next_first: bool) -> Frame:
+        return self._until(timeout, after, lambda r, a, n: r._newer_than(a, n, next_first=next_first))
+
+    def _until(self, timeout: float, after: int | None, ready: Callable[[FrameReader, int | None, int], T | None]) -> T:
+        """``ready(self, after, frames_written)``'s first answer that is not None, sleeping
+        between looks until the writer publishes (frames_written is noted before each look,
+        so a frame published meanwhile ends the sleep at once)."""
         deadline = time.monotonic() + _seconds(timeout)
-        delay, generation = _BACKOFF_S[0], self.generation
+        generation = self.generation
         while True:
             self._follow()
             if self.generation != generation:
                 after, generation = None, self.generation
-            frame = self._newer_than(after, next_first=next_first)
-            if frame is not None:
-                return frame
+            _, v = self._att.mapping.held(self.name)
+            seen = v.q[PUBLISHED]
+            found = ready(self, after, seen)
+            if found is not None:
+                return found
             left = deadline - time.monotonic()
             if left <= 0:
                 what = "a frame" if after is None else f"a frame after index {after}"
                 raise StreamTimeoutError(
                     f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})", name=self.name, after=after
                 )
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, _BACKOFF_S[1])
+            if self._bell.sleep(v.published, seen, left):
+                self._next_gone_check = 0.0  # a ring without a frame: a close, or a producer's death
+
+    def sleep_until_new(self, after: int | None = None, timeout: float = 5.0) -> bool:
+        """Sleep until a frame with an index greater than ``after`` (any, if None) is
+        published, reading nothing: True then; False if ``timeout`` s passed first or the
+        stream ended. For loops that read in their own way (apply(index=k), catching up)."""
+        try:
+            return bool(self._until(timeout, after, _published_after))
+        except (StreamTimeoutError, StreamGoneError):
+            return False
 
     def frames(self, timeout: float = 5.0) -> Iterator[Frame]:
         """New frames as they come, each at most once and in order, until the stream ends
@@ -372,19 +434,21 @@ class FrameReader(Closing):
             last, generation = frame.index, self.generation
             yield frame
 
-    def _newer_than(self, after: int | None, *, next_first: bool = False) -> Frame | None:
-        written = self.frames_written
+    def _newer_than(self, after: int | None, written: int, *, next_first: bool = False) -> Frame | None:
         if written and (after is None or written - 1 > after):
             try:
                 return (self._oldest_after(after) if next_first else None) or self.read()
             except BusyError:
                 return None  # a writer stuck mid-frame: keep waiting, up to the deadline
+        self._check_gone()
+        return None
+
+    def _check_gone(self) -> None:
         now = time.monotonic()
         if now >= self._next_gone_check:
             self._next_gone_check = now + CHECK_EVERY_S
             if self._state() == GONE:
                 raise StreamGoneError(f"stream {self.name!r} ended", name=self.name)
-        return None
 
     def _oldest_after(self, after: int | None) -> Frame | None:
         """The first frame after ``after`` that the ring still holds (None if none is)."""
@@ -502,3 +566,12 @@ class FrameReader(Closing):
         (the block is unmapped when the last one is gone), and every later use raises
         ShmviewError."""
         self._att.mapping.close()
+        self._bell.close()
+
+
+def _published_after(reader: FrameReader, after: int | None, written: int) -> bool | None:
+    """True once a frame after ``after`` (any, if None) is published; None before."""
+    if written and (after is None or written - 1 > after):
+        return True
+    reader._check_gone()
+    return None

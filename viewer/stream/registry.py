@@ -109,6 +109,12 @@ def record_path(name: str, *, recheck: bool = False) -> Path:
     return registry_dir(recheck=recheck) / f"{validate_name(name)}.json"
 
 
+def bell_path(block: str) -> Path:
+    """Where the bell of block ``block`` lives (viewer/stream/bell.py): next to the records,
+    removed with its stream's record."""
+    return registry_dir() / f"{block.lstrip('/')}.bell"
+
+
 def _same_file(fd: int, path: Path) -> bool:
     try:
         a, b = os.fstat(fd), path.stat()
@@ -251,7 +257,9 @@ def _reap_block(rec: StreamRecord) -> bool:
     """Unlink the block a dead producer's record names, if it is ours and that stream's
     block: the same creation stamp, or no shmview header left at all (its owner truncated
     or wiped it, which also killed the producer). A block of ours with another stream's
-    header under that name is left alone. True if a block was removed."""
+    header under that name is left alone. True if a block was removed. The block's bell
+    goes with the record in any case."""
+    bell_path(rec.block).unlink(missing_ok=True)
     try:
         fd = open_block(rec.block)
     except ShmviewError:

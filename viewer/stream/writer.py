@@ -19,9 +19,10 @@ import orjson
 
 from viewer.errors import FormatError, FrameMismatchError, MetadataError, ShmviewError
 from viewer.stream import protocol as P
+from viewer.stream.bell import NO_BELL, WriterBell, waking
 from viewer.stream.blocks import OwnedBlock, forget_block
-from viewer.stream.frames import BlockViews, Closing
-from viewer.stream.registry import Claim, reap, validate_name
+from viewer.stream.frames import INDEX, META_LEN, PUBLISHED, SEQ, STAMP, BlockViews, Closing
+from viewer.stream.registry import Claim, read_record, reap, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ class _CleanUpAfter:
         self.record = record
 
     def __call__(self) -> None:
-        reaped = reap(self.record, patience_s=_REAP_PATIENCE_S)
+        rec = read_record(self.record.stem)
+        with waking(rec.block if rec is not None else None):  # readers asleep on it then find it gone
+            reaped = reap(self.record, patience_s=_REAP_PATIENCE_S)
         if reaped is not None and reaped.record is not None and reaped.block_removed:
             forget_block(reaped.record.block)  # else the tracker is left to unlink it
 
@@ -78,6 +81,7 @@ class FrameWriter(Closing):
         self._loaned = False
         self._v: BlockViews | None = None  # None once closed: the one thing every use checks
         self._block: OwnedBlock | None = None
+        self._bell: WriterBell = NO_BELL
         self._claim = Claim(name)
         try:
             orphaned = _CleanUpAfter(self._claim.path)
@@ -88,6 +92,7 @@ class FrameWriter(Closing):
             mm[P.META_BYTES_OFFSET : P.META_BYTES_OFFSET + 4] = P.pack_meta_bytes(self.layout)
             self._v = BlockViews.of(mm, self.layout)
             self._v.state[0] = P.STATE_LIVE
+            self._bell = WriterBell(self._block.name, created_ns, self._v.published)  # before the record
             self._claim.publish(self._block.name, created_ns)
         except BaseException:
             self.close()
@@ -174,7 +179,7 @@ class FrameWriter(Closing):
             raise ShmviewError(f"stream {self.name!r} has a loan open: finish it before the next frame")
         k = self.frames_written
         lap, slot = divmod(k, self.layout.slot_count)
-        v.words[slot][0] = 2 * lap + 1  # odd: readers keep off this slot
+        v.q[v.at[slot] + SEQ] = 2 * lap + 1  # odd: readers keep off this slot
         return v, k, slot
 
     def _stamp(self, timestamp_ns: int | None) -> int:
@@ -185,15 +190,16 @@ class FrameWriter(Closing):
         return int(timestamp_ns)
 
     def _publish(self, v: BlockViews, k: int, slot: int, timestamp_ns: int | None, payload: bytes = b"") -> None:
-        if v.meta_len:  # a stream with room for metadata: this frame's, or none
-            if payload:
-                v.meta[slot].data[: len(payload)] = payload  # 4x cheaper than via numpy
-            v.meta_len[slot][0] = len(payload)
-        meta = v.words[slot]
-        meta[1] = k
-        meta[2] = timestamp_ns if timestamp_ns is not None else time.time_ns()
-        meta[0] = 2 * (k // self.layout.slot_count) + 2
-        v.published[0] = k + 1  # only now may readers pick this slot
+        q, at = v.q, v.at[slot]
+        if payload:  # only a stream with room for metadata takes any (_encode)
+            start = v.meta_offsets[slot]
+            v.mm[start : start + len(payload)] = payload
+        q[at + META_LEN] = len(payload)  # with the 4 reserved bytes after it, which stay zero
+        q[at + INDEX] = k
+        q[at + STAMP] = timestamp_ns if timestamp_ns is not None else time.time_ns()
+        q[at + SEQ] = 2 * (k // self.layout.slot_count) + 2
+        q[PUBLISHED] = k + 1  # only now may readers pick this slot
+        self._bell.ring()
         self.frames_written = k + 1
 
     def _discard(self, v: BlockViews, k: int, slot: int) -> None:
@@ -212,6 +218,7 @@ class FrameWriter(Closing):
         if v is not None:
             v.state[0] = P.STATE_CLOSED
             del v  # so that the block can unmap at once when no one else holds an array
+        self._bell.close()  # wakes the readers asleep on the stream, removes the bell file
         block, self._block = self._block, None
         if block is not None:
             block.close()

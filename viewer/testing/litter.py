@@ -15,7 +15,8 @@ Only what was made *during* the ``with`` block is judged, and never another prog
   blocks without a shmview header are not judged (a test's own foreign blocks are its
   business).
 - a registry record: a new ``<name>.json`` in the registry folder, judged by its ``pid``
-  the same way.
+  the same way; and a new bell, ``<block>.bell`` (a writer's "somebody waits" file), once
+  the block it rings for is gone from /dev/shm.
 - a process: a live descendant that was not there before (multiprocessing's resource
   tracker excepted: one per process, by design, and it outlives the block).
 - a mapping (``mappings=True``): a /dev/shm file still mapped into this process, i.e. a
@@ -130,10 +131,11 @@ def record_pid(path: Path) -> int:
         return 0
 
 
-def records(folder: Path) -> dict[str, int]:
-    """Record file name -> inode (a record deleted and made again is a new one)."""
+def records(folder: Path, suffix: str = ".json") -> dict[str, int]:
+    """Record (or, with ``suffix=".bell"``, bell) file name -> inode (a file deleted and made
+    again is a new one)."""
     try:
-        return {e.name: e.inode() for e in os.scandir(folder) if e.name.endswith(".json")}
+        return {e.name: e.inode() for e in os.scandir(folder) if e.name.endswith(suffix)}
     except OSError:  # no registry folder yet
         return {}
 
@@ -196,6 +198,7 @@ class LitterCheck:
         self.check_mappings = mappings
         self._files = set(os.listdir(SHM_DIR))
         self.records = records(self.registry)
+        self.bells = records(self.registry, ".bell")
         self._children = _descendants(_process_table())
         self._maps = shm_mappings() if mappings else Counter()
         self._foreign: set[str] = set()  # blocks and records seen owned by a live stranger
@@ -225,6 +228,9 @@ class LitterCheck:
             pid = record_pid(self.registry / name)
             if self._blames(f"record {name}@{inode}", pid, ours):
                 found.append(f"{self.registry / name} (pid {pid}, {_pid_state(pid)})")
+        for name, inode in sorted(records(self.registry, ".bell").items()):
+            if self.bells.get(name) != inode and not (SHM_DIR / name.removesuffix(".bell")).exists():
+                found.append(f"{self.registry / name} (a bell whose block is gone)")
         return found
 
     def _processes(self, ours: dict[int, int]) -> list[str]:
