@@ -8,7 +8,9 @@ stale, then live again when frames return.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,35 @@ log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_REOPEN = 3
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before reopening
+BACK_AFTER_S = 1.0  # a camera that was lost is back once it delivered frames for this long
+
+
+def device_path(device: str) -> str | None:
+    """The file behind a camera: /dev/videoN for an index N, the path itself for a path;
+    None for a URL or anything else OpenCV opens by name."""
+    if device.isdigit():
+        return f"/dev/video{int(device)}"
+    return device if device.startswith("/") else None
+
+
+def why_not_opened(device: str) -> str:
+    """What is known about a camera OpenCV could not open: the device file is missing, or
+    not ours to use, or it opens and still delivers no video (busy, or no capture device)."""
+    path = device_path(device)
+    if path is None:
+        return "OpenCV could not open it (unreachable, or a stream no installed backend reads)"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return f"no such device: {path} does not exist"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied on {path} (is this user in its group, often 'video'?)"
+        if exc.errno == errno.EBUSY:
+            return f"{path} is busy: another program is using it"
+        return f"{path}: {exc.strerror}"
+    os.close(fd)
+    return f"{path} exists but gives no video: busy in another program, or not a capture device"
 
 
 def _capture_class() -> Callable[..., Any]:
@@ -59,7 +90,8 @@ class CameraSource(FrameSource):
         cap = make(target)
         if not cap.isOpened():
             cap.release()
-            raise SourceNotFoundError(f"cannot open camera {self.device!r}", device=self.device)
+            why = why_not_opened(self.device)
+            raise SourceNotFoundError(f"cannot open camera {self.device!r}: {why}", device=self.device)
         import cv2
 
         if self.size:
@@ -75,24 +107,35 @@ class CameraSource(FrameSource):
         self._thread.start()
 
     def _capture_loop(self, cap: Any) -> None:
+        """Read frames until closed. A camera that stops delivering is reopened with a
+        back-off that grows until it is back for real (BACK_AFTER_S of frames); both are
+        said once: a device that gives a frame now and then must not flood the log."""
         failures, delay = 0, BACKOFF_S[0]
         lost_at: float | None = None  # when the camera stopped delivering, while it is gone
+        back_since: float | None = None  # the first frame since the last reopen, while lost
         while not self._closing.is_set():
             ok, frame = cap.read() if cap is not None else (False, None)
             if ok and frame is not None:
+                now = time.monotonic()
                 if lost_at is not None:
-                    log.warning("%s is back after %.1f s", self, time.monotonic() - lost_at)
-                    lost_at = None
+                    back_since = back_since if back_since is not None else now
+                    if now - back_since >= BACK_AFTER_S:
+                        log.warning("%s is back after %.1f s", self, back_since - lost_at)
+                        lost_at = back_since = None
+                        delay = BACKOFF_S[0]
                 with self._cond:
                     self._latest, self._count = frame, self._count + 1
                     self._cond.notify_all()
-                failures, delay = 0, BACKOFF_S[0]
+                failures = 0
                 continue
             failures += 1
             if failures < FAILURES_BEFORE_REOPEN:
                 continue
-            lost_at = lost_at if lost_at is not None else time.monotonic()
-            log.warning("%s delivered no frame; reopening in %.1f s", self, delay)
+            if lost_at is None:
+                lost_at = time.monotonic()
+                log.warning("%s delivered no frame; reopening it until frames come again", self)
+            log.debug("%s: reopening in %.1f s", self, delay)
+            back_since = None
             if cap is not None:
                 cap.release()
                 cap = None

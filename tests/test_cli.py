@@ -128,3 +128,21 @@ def test_a_bug_stays_a_traceback_instead_of_an_exit_code(monkeypatch, bug):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("shmview 0.")
+
+
+def test_shmview_alone_names_the_commands_and_where_to_start(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "a command is required, one of: produce, view, record" in err and "shmview demo" in err
+
+
+def test_view_without_a_name_points_to_list(capsys):
+    assert main(["view"]) == 2
+    assert "required: NAME (`shmview list` shows the live streams)" in capsys.readouterr().err
+
+
+def test_a_frame_over_the_limit_is_described_with_its_channels(capsys):
+    argv = ["produce", "synthetic", "--name", "huge", "--size", "32768x32768", "--frames", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "a 32768x32768 BGR uint8 frame (3 channels) is 3,221,225,472 bytes" in err, err

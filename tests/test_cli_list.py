@@ -36,6 +36,12 @@ def test_list_shows_a_live_stream_it_cannot_read_instead_of_hiding_it():
         text = cli("list").stdout
     assert rows["fine"]["error"] is None and "no shmview header" in rows["broken"]["error"]
     assert any(line.startswith("broken ") and "error:" in line for line in text.splitlines())
+    # the error follows the row's columns, which keep their widths: no row is padded to its length
+    header, *lines = text.splitlines()
+    fine = next(line for line in lines if line.startswith("fine "))
+    assert len(fine) <= len(header) + 12 and header.index("SIZE") == fine.index("2x2")
+    row = next(line for line in lines if line.startswith("broken "))
+    assert row[header.index("SIZE")] == "-" and row.index("error:") > header.index("AGE")
 
 
 @pytest.mark.parametrize(

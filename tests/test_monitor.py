@@ -134,3 +134,67 @@ def test_a_frame_is_new_once_even_when_the_writer_races_the_read():
             assert not monitor.poll().new
         finally:
             monitor.close()
+
+
+def test_a_frame_written_just_before_its_producer_was_killed_does_not_make_it_live():
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.helpers import read_line
+
+    script = Path(__file__).parent / "support" / "step_producer.py"
+    with subprocess.Popen(
+        [sys.executable, str(script), "dying"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        monitor = None
+        try:
+            assert read_line(proc).strip() == "ready"
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert read_line(proc).strip() == "wrote 1"
+            monitor = StreamMonitor("dying")
+            assert monitor.poll().state == LIVE
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert read_line(proc).strip() == "wrote 2"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=20)
+            status = monitor.poll()  # frame 2 is new to it, and its producer is dead
+            assert status.new and int(status.frame.image[0, 0]) == 2
+            assert status.state == STALE and status.fps == 0.0
+        finally:
+            if monitor is not None:
+                monitor.close()
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_a_1_fps_stream_polled_every_300_ms_reads_1_fps_from_the_second_frame_on():
+    from viewer.view.monitor import RateMeter
+
+    meter, rates = RateMeter(), []
+    for tick in range(40):  # 12 s of polls; frame k is written at k s and seen at the next poll
+        t = tick * 0.3
+        frames = int(t) + 1
+        if not rates or frames != rates[-1][0]:
+            rates.append((frames, meter.add(t, frames, stamp=float(frames - 1))))
+    assert rates[0][1] is None and all(r == pytest.approx(1.0) for _, r in rates[1:])
+    # without the producer's stamps, the polls' jitter shows, but never 0.0 or 0.7
+    meter = RateMeter()
+    unstamped = [meter.add(t, n) for n, t in ((n, 0.3 * -(-n // 0.3)) for n in range(1, 13))]
+    assert all(0.8 <= r <= 1.25 for r in unstamped[1:])
+
+
+def test_between_frames_the_rate_holds_it_does_not_drop_towards_0():
+    with FrameWriter("holding", (4, 4)) as w:
+        monitor = StreamMonitor("holding")
+        try:
+            for _ in range(3):
+                w.write(np.zeros((4, 4), np.uint8))
+                first = monitor.poll()
+            assert first.fps is not None and first.fps > 0
+            assert [monitor.poll().fps for _ in range(5)] == [first.fps] * 5
+        finally:
+            monitor.close()

@@ -3,6 +3,7 @@ fails the way cameras do, and a user's own source exactly as docs/python-api.md 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -209,7 +210,37 @@ def test_camera_that_cannot_be_opened_exits_3(tmp_path):
     (tmp_path / "missing").touch()
     proc = fake_camera(tmp_path, "--name", "cam", "--device", "/dev/video7")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 3 and err == "shmview: error: cannot open camera '/dev/video7'\n"
+    assert proc.returncode == 3
+    assert err == "shmview: error: cannot open camera '/dev/video7': no such device: /dev/video7 does not exist\n"
+
+
+def test_a_camera_that_cannot_be_opened_says_what_is_known_of_its_device(tmp_path):
+    from producers.camera import why_not_opened
+
+    assert why_not_opened(str(tmp_path / "video9")) == f"no such device: {tmp_path / 'video9'} does not exist"
+    assert why_not_opened("99") == "no such device: /dev/video99 does not exist"
+    device = tmp_path / "video3"
+    device.touch()
+    assert "exists but gives no video: busy in another program, or not a capture device" in why_not_opened(str(device))
+    assert "OpenCV could not open it" in why_not_opened("rtsp://127.0.0.1:1/none")
+    if os.geteuid() != 0:  # root opens anything
+        device.chmod(0)
+        assert why_not_opened(str(device)).startswith(f"permission denied on {device}")
+
+
+def test_a_camera_that_gives_a_frame_now_and_then_is_reported_lost_once_and_never_back(tmp_path):
+    """A device whose every reopen delivers one frame, then nothing: "reopening" and "is
+    back" must not alternate every half second."""
+    (tmp_path / "flicker").touch()
+    proc = fake_camera(tmp_path, "--name", "cam", "--device", "0")
+    try:
+        line = read_line(proc)
+        assert line.startswith("stream cam ready"), line + proc.stderr.read()
+        wait_for(lambda: len(list(tmp_path.glob("opened-*"))) >= 4, what="the camera reopened 3 times")
+    finally:
+        code, err = stop(proc)
+    assert code == 0
+    assert err.count("delivered no frame") == 1 and "is back after" not in err, err
 
 
 def test_camera_stall_goes_stale_then_live_and_the_stream_stays_up(tmp_path):
@@ -229,6 +260,9 @@ def test_camera_stall_goes_stale_then_live_and_the_stream_stays_up(tmp_path):
         assert proc.poll() is None
         (tmp_path / "stall").unlink()
         wait_for(lambda: state() == "live", what="live again after recovery")
+        back = json_lines(read_line(viewer))[0]["frame"]
+        # "is back" once it delivered for a second (60 fps): not on the first frame
+        wait_for(lambda: json_lines(read_line(viewer))[0]["frame"] > back + 90, what="frames for over a second")
     finally:
         if viewer is not None:
             stop(viewer)

@@ -65,21 +65,58 @@ def test_roi_is_clipped_to_the_frame_and_outside_is_empty():
     assert roi_text(outside) == ["roi 30,20,0x0 (outside the frame)"]
 
 
-def test_roi_json_is_strict_when_the_region_holds_nan():
+def test_one_nan_in_a_float_roi_is_left_out_and_counted_not_null_everywhere():
     image = np.ones((10, 10), np.float32)
     image[2, 2] = np.nan
     d = roi_dict(roi_stats(image, (0, 0, 5, 5), "GRAY"))
-    assert d["channels"][0]["mean"] is None and d["channels"][0]["name"] == "I"
+    assert d["channels"][0] == {
+        "name": "I",
+        "min": 1.0,
+        "max": 1.0,
+        "mean": 1.0,
+        "std": 0.0,
+        "sum": 24.0,
+        "nonfinite": 1,
+    }
     json.dumps(d, allow_nan=False)
+    assert roi_text(roi_stats(image, (0, 0, 5, 5), "GRAY"))[1] == "I min 1 max 1 mean 1 std 0 sum 24 (1 non-finite)"
     clean = roi_dict(roi_stats(image, (5, 5, 5, 5), "GRAY"))["channels"][0]
-    assert clean == {"name": "I", "min": 1.0, "max": 1.0, "mean": 1.0, "std": 0.0, "sum": 25.0}
+    assert clean == {"name": "I", "min": 1.0, "max": 1.0, "mean": 1.0, "std": 0.0, "sum": 25.0, "nonfinite": 0}
 
 
-def test_roi_of_a_float_frame_with_infinities_has_no_warning_and_null_numbers():
+def test_a_float_roi_with_infinities_has_no_warning_and_numbers_of_the_finite_rest():
     image = np.ones((10, 10, 3), np.float32)
     image[1, 1, 0], image[2, 2, 0] = np.inf, -np.inf
+    image[3, 3, 0] = 3.0
     channel = roi_dict(roi_stats(image, (0, 0, 5, 5), "BGR"))["channels"][0]  # warnings are errors here
-    assert channel["min"] is None and channel["max"] is None and channel["std"] is None
+    finite = np.delete(image[:5, :5, 0].ravel(), [6, 12]).astype(np.float64)
+    assert (channel["min"], channel["max"], channel["nonfinite"]) == (1.0, 3.0, 2)
+    assert channel["mean"] == pytest.approx(finite.mean()) and channel["std"] == pytest.approx(finite.std())
+    nothing = np.full((4, 4), np.nan, np.float32)
+    only_nan = roi_dict(roi_stats(nothing, (0, 0, 4, 4), "GRAY"))["channels"][0]
+    assert only_nan["mean"] is None and only_nan["nonfinite"] == 16
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_a_flat_integer_roi_has_std_0_and_an_exact_mean(dtype):
+    # cv2.meanStdDev said std 2.697e-06 and mean 221.99999999999997 on this
+    image = np.full((480, 640, 3), 222, dtype)
+    c = roi_stats(image, (13, 17, 301, 207), "BGR").channels[0]
+    assert (c.mean, c.std) == (222.0, 0.0)
+    assert json.loads(json.dumps(roi_dict(roi_stats(image, (13, 17, 301, 207), "BGR"))))["channels"][0]["mean"] == 222
+    rng = np.random.default_rng(3)
+    noisy = rng.integers(0, 65535 if dtype == "uint16" else 255, (97, 89), dtype=dtype)
+    c = roi_stats(noisy, (0, 0, 89, 97), "GRAY").channels[0]
+    wide = noisy.astype(np.float64)
+    assert c.mean == pytest.approx(wide.mean(), rel=1e-15) and c.std == pytest.approx(wide.std(), rel=1e-12)
+
+
+def test_roi_means_and_float_sums_have_thousands_separators():
+    image = np.full((100, 100), 12345.5, np.float32)
+    line = roi_text(roi_stats(image, (0, 0, 100, 100), "GRAY"))[1]
+    assert line == "I min 12,345.5 max 12,345.5 mean 12,346 std 0 sum 123,455,000"
+    wide = np.full((200, 200), 60000, np.uint16)
+    assert "mean 60,000 std 0 sum 2,400,000,000" in roi_text(roi_stats(wide, (0, 0, 200, 200), "GRAY"))[1]
 
 
 def test_roi_text_reads_like_the_issue():

@@ -6,13 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from viewer import FrameWriter
 from viewer.errors import ShmviewError
 from viewer.gui.panel import status_fields
 from viewer.stream import Frame, StreamInfo
 from viewer.stream.frames import ERROR, LIVE, STALE
 from viewer.view.headless import status_line
 from viewer.view.monitor import Status
-from viewer.view.status import NO_REASON, reason, status_words
+from viewer.view.overlay import meta_fields
+from viewer.view.status import NO_REASON, reason, status_words, waiting_text
 
 H, W = 48, 64
 
@@ -64,7 +66,14 @@ def test_a_float_frame_with_nan_and_infinity_counts_them_in_both():
     s = look(image)
     assert "  sum nan (3 non-finite)  " in status_line(s)
     assert " · sum nan (3 non-finite) · " in panel_line(s)
-    assert "sum 3072  " in status_line(look(np.ones((H, W), np.float32)))  # finite: nothing counted
+    assert "sum 3,072  " in status_line(look(np.ones((H, W), np.float32)))  # finite: nothing counted
+
+
+def test_float_sums_have_thousands_separators_like_integer_ones():
+    big = np.full((H, W), 1000.25, np.float32)
+    assert "  sum 3,072,768  " in status_line(look(big))
+    assert " · sum 0.000768 · " in panel_line(look(np.full((H, W), 2.5e-7, np.float32)))
+    assert "  sum 1.23457e+18  " in status_line(look(np.full((H, W), 1.23456789e18 / (H * W), np.float64)))
 
 
 def test_the_error_state_is_the_reason_alone_in_both():
@@ -87,3 +96,19 @@ def test_the_error_state_is_the_reason_alone_in_both():
 )
 def test_reason_is_one_line(exc, said):
     assert reason(exc) == said
+
+
+def test_a_mirrored_frame_shows_its_origin_once_as_from_host_not_as_a_metadata_line():
+    meta = {"_origin": {"host": "robot1", "codec": "jpeg", "index": 7}, "exposure": 3}
+    s = look(np.zeros((H, W), np.uint8), meta=meta)
+    assert "from robot1, jpeg" in status_line(s)
+    assert meta_fields(meta) == ["exposure: 3"]
+    assert meta_fields({"_origin": "not a mirror's"}) == ["_origin: not a mirror's"]  # not ours: shown
+
+
+def test_a_viewer_waiting_says_after_a_few_seconds_what_is_live_instead(tmp_path):
+    assert waiting_text("nope", 0.5) == "waiting for stream 'nope'…"
+    assert waiting_text("nope", 3.0) == "waiting for stream 'nope'…\nno live streams; see shmview list"
+    with FrameWriter("cam0", (4, 4)), FrameWriter("cam1", (4, 4)):
+        assert waiting_text("nope", 3.0).endswith("\nlive streams: cam0, cam1")
+    assert "no block 'psm_x' in /dev/shm yet" in waiting_text("psm_x", 3.0, block=True)

@@ -656,3 +656,97 @@ def test_dragging_a_level_marker_sets_the_levels(window, qtbot):
         lo, hi = panel.fixed_levels
         assert lo == 0.0 and hi == pytest.approx(600.0, abs=2 * (hist.histogram.hi - hist.histogram.lo) / hist.width())
         assert centre_colour(panel).value() > before  # 500 of 0..600 is brighter than of 0..1000
+
+
+# ---- the window's answers to a new user (issue 21) ------------------------------------------
+
+
+def test_an_roi_past_the_image_is_drawn_clipped_like_its_statistics(window):
+    from PyQt6.QtCore import QRectF
+
+    with FrameWriter("clipped", (H, W, 3)) as w:
+        w.write(np.zeros((H, W, 3), np.uint8))
+        win = window("clipped", roi=(40, 30, 100, 100))
+        win.refresh()
+        view = win.panels[0].view
+        assert view._roi_on_image() == QRectF(40, 30, W - 40, H - 30)
+        img = view.grab().toImage()
+        right, bottom = view.target().right(), view.target().bottom()
+        outside = [
+            (x, y)
+            for x in range(0, img.width(), 2)
+            for y in range(0, img.height(), 2)
+            if (x > right + 2 or y > bottom + 2) and img.pixelColor(x, y).getRgb()[:3] == (0, 230, 255)
+        ]
+        assert outside == []  # nothing drawn into the letterbox
+
+
+def test_a_flat_grey_uint8_histogram_is_one_grey_curve_clear_of_the_edges(window, qtbot):
+    from viewer.gui.histogram_view import MARGIN, channel_groups
+
+    with FrameWriter("flatgrey", (H, W, 3)) as w:
+        w.write(np.zeros((H, W, 3), np.uint8))
+        win = window("flatgrey")
+        win.refresh()
+        qtbot.keyClick(win, Qt.Key.Key_H)
+        hist = win.panels[0].histogram
+        assert [names for names, _ in channel_groups(hist.histogram)] == [["B", "G", "R"]]
+        assert hist.x_of(0.0) >= MARGIN and hist.x_of(256.0) <= hist.width() - MARGIN
+        img = hist.grab().toImage()
+        edge = round(hist.x_of(0.0))  # the spike's left side: a vertical line from the base up
+        spike = [img.pixelColor(x, y) for x in (edge - 1, edge, edge + 1) for y in range(20, hist.height() - 4)]
+        assert all(abs(c.red() - c.green()) < 20 and abs(c.green() - c.blue()) < 20 for c in spike)
+        assert any(c.value() > 80 for c in spike)  # the spike itself, grey, not the red curve
+
+
+def test_dragging_a_level_marker_shows_its_value_until_released(window, qtbot):
+    with FrameWriter("dragvalue", (H, W), "uint16") as w:
+        w.write(np.full((H, W), 500, np.uint16))
+        win = window("dragvalue", levels=(0.0, 1000.0))
+        win.refresh()
+        qtbot.keyClick(win, Qt.Key.Key_H)
+        hist = win.panels[0].histogram
+        start, end = QPoint(round(hist.x_of(1000.0)), 40), QPoint(round(hist.x_of(600.0)), 40)
+        assert hist.drag_text() == ""
+        qtbot.mousePress(hist, Qt.MouseButton.LeftButton, pos=start)
+        qtbot.mouseMove(hist, end)
+        text = hist.drag_text()
+        assert text.startswith("high ") and float(text.split()[1].replace(",", "")) == pytest.approx(600, abs=10)
+        qtbot.mouseRelease(hist, Qt.MouseButton.LeftButton, pos=end)
+        assert hist.drag_text() == ""
+
+
+def test_panels_side_by_side_have_images_of_one_height_whatever_their_lines(window, qtbot):
+    with FrameWriter("plain", (H, W)) as a, FrameWriter("tagged", (H, W)) as b:
+        a.write(np.zeros((H, W), np.uint8))
+        b.write(np.zeros((H, W), np.uint8), meta={"exposure": 3})
+        win = window("plain", "tagged")
+        win.refresh()
+        plain, tagged = win.panels
+        assert tagged.meta_line.isVisible() and plain.meta_line.isHidden()
+        qtbot.waitUntil(lambda: plain.view.height() == tagged.view.height(), timeout=10_000)
+
+
+def test_a_panel_waiting_for_a_stream_says_what_is_live_instead(window, qtbot):
+    with FrameWriter("cam0", (H, W)):
+        win = window("nope", interval_s=0.05)
+        view = win.panels[0].view
+        assert view.overlay == "waiting for stream 'nope'…"
+        qtbot.waitUntil(lambda: "live streams: cam0" in view.overlay, timeout=10_000)
+    assert view.overlay.startswith("waiting for stream 'nope'…\n")
+
+
+def test_qt_chatter_about_size_hints_is_dropped_and_other_messages_pass(capfd):
+    from PyQt6.QtCore import qInstallMessageHandler, qWarning
+
+    from viewer.gui.window import install_qt_message_filter
+
+    previous = qInstallMessageHandler(None)
+    try:
+        install_qt_message_filter()
+        qWarning(b"This plugin does not support propagateSizeHints()")
+        qWarning(b"something that matters")
+    finally:
+        qInstallMessageHandler(previous)
+    err = capfd.readouterr().err
+    assert "propagateSizeHints" not in err and "something that matters" in err

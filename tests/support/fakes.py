@@ -17,7 +17,10 @@ class FakeCapture:
     Cues are files in ``cue_dir``:
     - ``missing``: the device cannot be opened (isOpened() is False), like an unplugged camera;
     - ``stall``: read() waits a little and returns (False, None), like a USB camera that stops
-      streaming or a network stream that drops; reopening does not help while it is there.
+      streaming or a network stream that drops; reopening does not help while it is there;
+    - ``flicker``: each opening delivers one frame, then nothing, like a device that wakes on
+      open and stalls again.
+    Each opening that succeeds leaves a file ``opened-N`` there.
     """
 
     def __init__(self, target: int | str, cue_dir: str | Path) -> None:
@@ -25,6 +28,8 @@ class FakeCapture:
         self.cues = Path(cue_dir)
         self.opened = not (self.cues / "missing").exists()
         self.n = 0
+        if self.opened:
+            (self.cues / f"opened-{len(list(self.cues.glob('opened-*')))}").touch()
         self.settings: dict[int, float] = {}
 
     def isOpened(self) -> bool:
@@ -37,7 +42,7 @@ class FakeCapture:
     def read(self) -> tuple[bool, np.ndarray | None]:
         if not self.opened:
             return False, None
-        if (self.cues / "stall").exists():
+        if (self.cues / "stall").exists() or ((self.cues / "flicker").exists() and self.n > 0):
             time.sleep(0.05)  # a real driver blocks in select() before giving up
             return False, None
         time.sleep(1 / 60)

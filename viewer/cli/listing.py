@@ -80,9 +80,10 @@ def list_command(args: argparse.Namespace) -> int:
         print("no live streams")
         return 0
     table = [("NAME", "BLOCK", "SIZE", "FORMAT", "DTYPE", "FRAMES", "PID", "AGE")]
+    errors = {len(table) + i: f"error: {r['error']}" for i, r in enumerate(rows) if r["error"]}
     for r in rows:
-        if r["error"]:
-            table.append((str(r["name"]), str(r["block"]), "error:", str(r["error"]), "", "", str(r["pid"]), ""))
+        if r["error"]:  # its columns say "-", and why goes after them: no column takes its width
+            table.append((str(r["name"]), str(r["block"]), "-", "-", "-", "-", str(r["pid"]), "-"))
             continue
         age = "-" if r["age_s"] is None else f"{r['age_s']:.2f}s"
         table.append(
@@ -98,6 +99,7 @@ def list_command(args: argparse.Namespace) -> int:
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for i, row in enumerate(table):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        print(f"{line}  {errors[i]}" if i in errors else line.rstrip())
     return 0

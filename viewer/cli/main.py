@@ -49,7 +49,21 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: error: {message}")
+        raise UsageError(f"{self.prog}: error: {_hinted(self, message)}")
+
+
+def _hinted(parser: argparse.ArgumentParser, message: str) -> str:
+    """argparse's message, with where to go next: the commands there are, when none was
+    given; ``shmview list``, when a stream name is missing."""
+    if message == "the following arguments are required: command":
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        return (
+            f"a command is required, one of: {', '.join(commands)}\n"
+            "  try `shmview demo` for a first look, or `shmview --help`"
+        )
+    if "required: NAME" in message:
+        return f"{message} (`shmview list` shows the live streams)"
+    return message
 
 
 EXAMPLES = """examples:

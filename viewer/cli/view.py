@@ -73,7 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a region whose per-channel min, max, mean, std and sum are shown (window) or printed",
     )
     view.add_argument(
-        "--snapshot-dir", type=Path, metavar="DIR", help="window: where Ctrl+S saves frames (default: here)"
+        "--snapshot-dir",
+        type=Path,
+        metavar="DIR",
+        help="window: where Ctrl+S saves frames (default: the current folder)",
     )
     view.set_defaults(func=run_view)
 

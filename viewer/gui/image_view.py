@@ -222,13 +222,21 @@ class ImageView(QWidget):
             if self.not_drawn:
                 corner = self.target().intersected(QRectF(self.rect())).bottomLeft()
                 _outlined_text(p, corner + QPointF(6, -6), self.not_drawn, QColor(*DEFAULT_COLOUR))
-        roi = self._selecting_rect() or (QRectF(*self.roi) if self.roi else None)
+        roi = self._selecting_rect() or self._roi_on_image()
         if roi is not None:
             pen = QPen(QColor(0, 230, 255), 1, Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRect(QRectF(self.to_widget(roi.left(), roi.top()), self.to_widget(roi.right(), roi.bottom())))
+
+    def _roi_on_image(self) -> QRectF | None:
+        """The ROI as its statistics see it: clipped to the image (None when nothing is left),
+        never drawn out into the margins."""
+        if self.roi is None or self.image is None:
+            return None
+        clipped = QRectF(*self.roi).intersected(QRectF(0, 0, self.image.width(), self.image.height()))
+        return None if clipped.isEmpty() else clipped
 
     def _selecting_rect(self) -> QRectF | None:
         if self._selecting is None:

@@ -24,7 +24,7 @@ from viewer.view.histogram import histogram
 from viewer.view.monitor import RateMeter, RawSpec, Status, StreamMonitor
 from viewer.view.overlay import NO_OVERLAY, meta_fields, not_drawn_text, parse_overlay
 from viewer.view.statistics import Roi, roi_stats, roi_text
-from viewer.view.status import error_reason, reason, status_words
+from viewer.view.status import error_reason, reason, status_words, waiting_text
 
 if TYPE_CHECKING:
     from viewer.outfiles import OutputFolder
@@ -104,7 +104,9 @@ class StreamPanel(QWidget):
         self.view.set_image(None)
         self.view.set_shapes(())
         self._show_meta(None)
-        self.view.set_overlay(f"waiting for stream '{name}'…")
+        self._waiting_since = time.monotonic()
+        self._waiting: tuple[float, str] = (-1.0, "")  # (when, text): the hint is redone once a second
+        self.view.set_overlay(self._waiting_text())
         self.monitor = StreamMonitor(name, raw=self.raw, block=self.block)
 
     def refresh(self) -> None:
@@ -129,9 +131,36 @@ class StreamPanel(QWidget):
             self._show(s)  # a new frame, or the current one again after an error cleared the view
         self._note_restart(s)
         self.last = s
-        overlay = {WAITING: f"waiting for stream '{self.name}'…", STALE: "STALE: producer gone or silent"}
-        self.view.set_overlay(overlay.get(s.state, ""), dimmed=s.state == STALE and self.view.image is not None)
+        overlay = {STALE: "STALE: producer gone or silent"}
+        text = self._waiting_text() if s.state == WAITING else overlay.get(s.state, "")
+        self.view.set_overlay(text, dimmed=s.state == STALE and self.view.image is not None)
         self._set_status(s)
+
+    def _waiting_text(self) -> str:
+        """What the panel waits for, and after a few seconds what is live instead (the
+        registry is read at most once a second for it)."""
+        now = time.monotonic()
+        if now - self._waiting[0] >= 1.0:
+            by_block = self.block or self.raw is not None
+            self._waiting = (now, waiting_text(self.name, now - self._waiting_since, block=by_block))
+        return self._waiting[1]
+
+    def below_image(self) -> int:
+        """The height the panel's lines and histogram take under its image (fixed heights)."""
+        layout = self.layout()
+        assert layout is not None
+        spacing = max(0, layout.spacing())
+        shown = [
+            w for w in (self.histogram, self.status, self.pixel, self.roi_line, self.meta_line) if not w.isHidden()
+        ]
+        return sum(w.minimumHeight() + spacing for w in shown)
+
+    def pad_below(self, pixels: int) -> None:
+        """Empty room under the lines, so that panels side by side have images of one height."""
+        layout = self.layout()
+        assert layout is not None
+        if layout.contentsMargins().bottom() != 2 + pixels:
+            layout.setContentsMargins(2, 2, 2, 2 + pixels)
 
     def set_paused(self, paused: bool) -> None:
         """Freeze the image (keep polling the health). The monitor reuses its two frame

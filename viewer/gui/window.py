@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -161,6 +162,15 @@ class ViewerWindow(QMainWindow):
         Each panel catches and shows its own stream's failures."""
         for panel in self.panels:
             panel.refresh()
+        self.align_panels()
+
+    def align_panels(self) -> None:
+        """Give every panel's image the same height: a panel whose metadata, ROI or
+        histogram lines take less room gets that much empty room under them."""
+        if len(self.panels) > 1:
+            below = [panel.below_image() for panel in self.panels]
+            for panel, own in zip(self.panels, below, strict=True):
+                panel.pad_below(max(below) - own)
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -259,6 +269,7 @@ def run(
     from PyQt6.QtWidgets import QApplication
 
     with ShutdownSignals() as signals:  # first, so that no signal is lost while Qt starts
+        install_qt_message_filter()
         app = QApplication.instance() or QApplication(["shmview"])
         imaging.single_threaded_opencv()
         window = ViewerWindow(
@@ -267,3 +278,25 @@ def run(
         signals.connect(window.close)
         window.show()
         return int(app.exec())
+
+
+# Qt's messages that say nothing to a user: the offscreen platform (QT_QPA_PLATFORM=offscreen)
+# warns about every window it shows that it cannot pass size hints on.
+QT_NOISE = ("This plugin does not support propagateSizeHints()",)
+
+
+def install_qt_message_filter() -> None:
+    """Drop QT_NOISE; every other Qt message goes to stderr as Qt itself writes it."""
+    from PyQt6.QtCore import QMessageLogContext, QtMsgType, qInstallMessageHandler
+
+    def handler(kind: QtMsgType, context: QMessageLogContext, message: str | None) -> None:
+        if message is None or message in QT_NOISE:
+            return
+        category = context.category
+        print(message if category in (None, "default") else f"{category}: {message}", file=sys.stderr, flush=True)
+
+    _KEPT.append(handler)  # Qt calls it as long as the program runs: keep it alive
+    qInstallMessageHandler(handler)
+
+
+_KEPT: list[Callable[..., None]] = []

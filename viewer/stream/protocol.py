@@ -196,7 +196,8 @@ def make_layout(
     frame_bytes = math.prod(shape) * dt.itemsize
     if frame_bytes > (cap := max_frame_bytes()):
         raise FormatError(
-            f"a {shape[1]}x{shape[0]} {dt.name} frame is {frame_bytes:,} bytes, over the "
+            f"a {shape[1]}x{shape[0]} {pixel_format} {dt.name} frame ({channels} channel{'s' * (channels > 1)}) is "
+            f"{frame_bytes:,} bytes, over the "
             f"{cap:,}-byte limit (raise it with {MAX_FRAME_ENV})",
             frame_bytes=frame_bytes,
         )

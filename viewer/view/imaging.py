@@ -118,3 +118,18 @@ def finite_or_none(value: float | int | None) -> float | int | None:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def number_text(value: int | float, digits: int = 6) -> str:
+    """A number for people, with thousands separators: ints exact; floats to ``digits``
+    significant digits or to the unit, whichever shows more ('3,072,768', '12,345.5',
+    '0.000123'), in exponent form only below 1e-4 or from 1e15 on."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    if not -4 <= magnitude < 15:
+        return f"{value:.{digits}g}"
+    text = f"{value:,.{max(0, digits - 1 - magnitude)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -17,7 +17,7 @@ import numpy as np
 
 from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.stream import Frame, FrameReader, RawReader, StreamInfo
-from viewer.stream.frames import ERROR, GONE, STALE, WAITING, State
+from viewer.stream.frames import ERROR, GONE, LIVE, STALE, WAITING, State
 from viewer.stream.reader import STALE_AFTER_S
 from viewer.stream.registry import reap, record_path
 from viewer.view.imaging import pixel_sum
@@ -30,20 +30,30 @@ RECHECK_S = 1.0  # how often a stream that keeps delivering is checked for a res
 
 
 class RateMeter:
-    """Events per second over about the last second, from samples of a running count."""
+    """Events per second over about the last second, from samples of a running count.
+
+    Give it a sample when the count moves (``add`` also takes samples that did not move, as a
+    display counter does). The rate is over the samples of the last ``window_s``, and at least
+    the last two moves: a 1 fps stream polled every 0.3 s says 1.0, never 0.0 or 0.7. With a
+    ``stamp`` (the producer's own time of the event, in seconds) the time between the stamps is
+    used when it agrees with the time between the samples (within a factor of 2): the
+    producer's clock has no polling jitter in it."""
 
     def __init__(self, window_s: float = FPS_WINDOW_S) -> None:
         self.window_s = window_s
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, int, float | None]] = deque()
 
-    def add(self, t: float, count: int) -> float | None:
+    def add(self, t: float, count: int, stamp: float | None = None) -> float | None:
         """Record ``count`` at time ``t``; return the rate, or None before two samples."""
         samples = self._samples
-        samples.append((t, count))
+        samples.append((t, count, stamp))
         while len(samples) > 2 and t - samples[1][0] >= self.window_s:
             samples.popleft()
-        (t0, n0), (t1, n1) = samples[0], samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        (t0, n0, s0), (t1, n1, s1) = samples[0], samples[-1]
+        span = t1 - t0
+        if s0 is not None and s1 is not None and span / 2 <= s1 - s0 <= span * 2:
+            span = s1 - s0
+        return (n1 - n0) / span if span > 0 else None
 
     def clear(self) -> None:
         self._samples.clear()
@@ -111,6 +121,7 @@ class StreamMonitor:
         self._last_look = 0.0  # when the registry was last asked whether the stream moved
         self._dead_since: float | None = None
         self._rate = RateMeter()
+        self._fps: float | None = None  # the producer's rate, as of the newest frame
         self._spare = np.empty(0)  # the buffer the next frame is copied into
 
     def poll(self) -> Status:
@@ -128,8 +139,8 @@ class StreamMonitor:
         if reader is None:
             return Status(self.name, WAITING)
         new = self._take_new_frame(reader, now)
-        state = self._state(reader, now)
-        fps = self._rate.add(now, self._seen) if isinstance(reader, FrameReader) else None
+        state = self._state(reader, now, new)
+        fps = self._fps if isinstance(reader, FrameReader) else None
         return Status(
             self.name,
             state,
@@ -174,7 +185,7 @@ class StreamMonitor:
         """Start afresh on the block the reader is now attached to."""
         assert self._reader is not None
         self._seen, self._last_new, self._last_look, self._dead_since = 0, now, now, None
-        self._frame = self._sum = self._latency_ms = None
+        self._frame = self._sum = self._latency_ms = self._fps = None
         self._rate.clear()
         self._spare = np.empty(self._reader.layout.shape, self._reader.layout.dtype)
 
@@ -198,14 +209,20 @@ class StreamMonitor:
             assert frame.index is not None and frame.timestamp_ns is not None
             self._seen = frame.index + 1  # the frame we got, which may be newer than we asked
             self._latency_ms = (time.time_ns() - frame.timestamp_ns) / 1e6
+            # the rate moves only with frames: between them it holds (until STALE says 0)
+            self._fps = self._rate.add(now, self._seen, frame.timestamp_ns / 1e9)
         self._spare = self._frame.image if self._frame is not None else np.empty_like(spare)
         self._frame = frame
         self._sum = pixel_sum(frame.image)
         self._last_new = now
         return True
 
-    def _state(self, reader: Reader, now: float) -> State:
+    def _state(self, reader: Reader, now: float, new: bool) -> State:
         state = reader.state
+        if state is LIVE and new and isinstance(reader, FrameReader) and not reader.producer_alive():
+            # The reader skips the kernel's word on a look that found a new frame; but a frame
+            # written just before its producer died must not make a dead stream look live.
+            state = GONE
         if state is not GONE:
             self._dead_since = None
             return state

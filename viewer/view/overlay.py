@@ -191,6 +191,9 @@ def _cut(text: str, limit: int) -> str:
 # ---- metadata as text -------------------------------------------------------------------
 
 
+ORIGIN_KEY = "_origin"  # where shmview bridge says a mirrored frame comes from
+
+
 def meta_fields(meta: object, overlay: Overlay | None = None, *, limit: int = 60) -> list[str]:
     """``key: value`` for the first MAX_FIELDS metadata keys (then "+N more keys"), keys and
     values cut to ``limit`` characters; the overlay as its shape count (and how many were
@@ -198,14 +201,18 @@ def meta_fields(meta: object, overlay: Overlay | None = None, *, limit: int = 60
     if not isinstance(meta, Mapping):
         return []
     fields = []
-    for key, value in itertools.islice(meta.items(), MAX_FIELDS):
+    # a mirrored frame's ``_origin`` is shown as "from HOST" in the status: not again as JSON
+    hidden = ORIGIN_KEY if isinstance(meta, dict) and origin(meta) is not None else None
+    shown = (item for item in meta.items() if item[0] != hidden)
+    for key, value in itertools.islice(shown, MAX_FIELDS):
         if key == "overlay":
             value = overlay_summary(overlay if overlay is not None else parse_overlay(meta))
         elif not isinstance(value, str):
             value = _compact(value, limit)
         fields.append(f"{_cut(str(key), limit)}: {_cut(value, limit)}")
-    if len(meta) > MAX_FIELDS:
-        fields.append(f"+{len(meta) - MAX_FIELDS:,} more keys")
+    keys = len(meta) - (hidden is not None)
+    if keys > MAX_FIELDS:
+        fields.append(f"+{keys - MAX_FIELDS:,} more keys")
     return fields
 
 
@@ -239,7 +246,7 @@ def _compact(value: Any, limit: int) -> str:
 def origin(meta: dict[str, Any] | None) -> str | None:
     """Where a mirrored frame comes from ("robot1, jpeg"): the ``_origin`` key a
     ``shmview bridge`` puts into each frame's metadata; None for a local frame."""
-    found = meta.get("_origin") if isinstance(meta, dict) else None
+    found = meta.get(ORIGIN_KEY) if isinstance(meta, dict) else None
     if not isinstance(found, dict) or not isinstance(found.get("host"), str):
         return None
     codec = found.get("codec")

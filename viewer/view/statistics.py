@@ -8,11 +8,12 @@ the frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.view.imaging import channel_names, finite_or_none
+from viewer.view.imaging import channel_names, finite_or_none, number_text
 
 Roi = tuple[int, int, int, int]
 
@@ -25,6 +26,7 @@ class ChannelStats:
     mean: float
     std: float  # population (ddof=0), like np.std
     sum: int | float  # exact int for integer frames
+    nonfinite: int | None = None  # NaN and infinite samples, left out of the numbers (float frames)
 
 
 @dataclass(frozen=True)
@@ -56,18 +58,42 @@ def roi_stats(image: np.ndarray, roi: Roi, pixel_format: str) -> RoiStats:
 
 def _channel(values: np.ndarray, name: str) -> ChannelStats:
     if values.dtype.kind == "f":
-        wide = values.astype(np.float64)
-        with np.errstate(all="ignore"):  # inf - inf in std is NaN, shown as such (null in JSON)
-            return ChannelStats(
-                name, float(wide.min()), float(wide.max()), float(wide.mean()), float(wide.std()), float(wide.sum())
-            )
+        return _float_channel(values, name)
     import cv2  # deferred: `import viewer` stays free of OpenCV
 
     plane = np.ascontiguousarray(values)
     lo, hi, _, _ = cv2.minMaxLoc(plane)
-    mean, std = (float(v[0][0]) for v in cv2.meanStdDev(plane))
-    # float64 sums are exact here: see imaging.pixel_sum
-    return ChannelStats(name, int(lo), int(hi), mean, std, int(cv2.sumElems(plane)[0]))
+    # float64 sums are exact here: see imaging.pixel_sum. Mean and std come from the exact
+    # sum and sum of squares (cv2.meanStdDev's are off in the last digits: a flat region had
+    # a std of 2.7e-06 and a mean of 221.99999999999997).
+    total, n = int(cv2.sumElems(plane)[0]), plane.size
+    squares = _sum_of_squares(plane, int(hi))
+    return ChannelStats(name, int(lo), int(hi), total / n, math.sqrt((n * squares - total * total) / (n * n)), total)
+
+
+def _sum_of_squares(plane: np.ndarray, hi: int) -> int:
+    """Exact, from a count of each value (uint8 and uint16 have at most 65,536). Not
+    cv2.norm(NORM_L2SQR): it was off by one on a 23x37 uint8 plane here."""
+    counts = np.bincount(plane.ravel(), minlength=hi + 1).astype(np.uint64)
+    values = np.arange(counts.size, dtype=np.uint64)
+    return int(np.dot(counts, values * values))  # at most 2**30 samples x 2**32: below 2**63
+
+
+def _float_channel(values: np.ndarray, name: str) -> ChannelStats:
+    """NaN and infinities are left out and counted: one of them must not hide the others."""
+    wide = values.astype(np.float64)
+    finite = np.isfinite(wide)
+    bad = int(wide.size - np.count_nonzero(finite))
+    if bad:
+        wide = wide[finite]
+    if wide.size == 0:
+        nan = math.nan
+        return ChannelStats(name, nan, nan, nan, nan, nan, bad)
+    lo, hi = float(wide.min()), float(wide.max())
+    if lo == hi:  # flat: the exact answer, not the rounding of a mean and a std
+        return ChannelStats(name, lo, hi, lo, 0.0, float(wide.sum()), bad)
+    with np.errstate(over="ignore"):  # float64 beyond its range: inf, shown as such
+        return ChannelStats(name, lo, hi, float(wide.mean()), float(wide.std()), float(wide.sum()), bad)
 
 
 def roi_text(stats: RoiStats) -> list[str]:
@@ -78,19 +104,23 @@ def roi_text(stats: RoiStats) -> list[str]:
 
 
 def channel_text(c: ChannelStats) -> str:
-    total = f"{c.sum:,}" if isinstance(c.sum, int) else f"{c.sum:.6g}"
-    return f"{c.name} min {_num(c.min)} max {_num(c.max)} mean {c.mean:.4g} std {c.std:.4g} sum {total}"
-
-
-def _num(v: int | float) -> str:
-    return f"{v:,}" if isinstance(v, int) else f"{v:.6g}"
+    bad = f" ({c.nonfinite:,} non-finite)" if c.nonfinite else ""
+    return (
+        f"{c.name} min {number_text(c.min)} max {number_text(c.max)} mean {number_text(c.mean, 4)}"
+        f" std {number_text(c.std, 4)} sum {number_text(c.sum)}{bad}"
+    )
 
 
 def roi_dict(stats: RoiStats) -> dict[str, object]:
-    """The JSON form (strict: non-finite numbers become null)."""
+    """The JSON form (strict: non-finite numbers become null; a float frame's channels also
+    say how many NaN or infinite samples their numbers leave out, as ``nonfinite``)."""
     x, y, w, h = stats.roi
     channels = [
-        {"name": c.name, **{k: finite_or_none(getattr(c, k)) for k in ("min", "max", "mean", "std", "sum")}}
+        {
+            "name": c.name,
+            **{k: finite_or_none(getattr(c, k)) for k in ("min", "max", "mean", "std", "sum")},
+            **({} if c.nonfinite is None else {"nonfinite": c.nonfinite}),
+        }
         for c in stats.channels
     ]
     return {"x": x, "y": y, "w": w, "h": h, "channels": channels}

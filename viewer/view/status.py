@@ -12,11 +12,13 @@ import numpy as np
 
 from viewer.errors import ShmviewError
 from viewer.stream.frames import ERROR, describe
-from viewer.view.imaging import nonfinite_count
+from viewer.view.imaging import nonfinite_count, number_text
 from viewer.view.monitor import Status
 from viewer.view.overlay import origin
 
 NO_REASON = "unknown error"  # an error state that came without one
+WAIT_HINT_AFTER_S = 2.0  # a viewer waiting this long for a stream says what is there instead
+MAX_NAMED = 8  # live streams named in a hint; then "and N more"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def sum_text(total: int | float, image: np.ndarray) -> str:
     if isinstance(total, int):
         return f"sum {total:,}"
     bad = None if math.isfinite(total) else nonfinite_count(image)
-    return f"sum {total:.6g}" + (f" ({bad:,} non-finite)" if bad else "")
+    return f"sum {number_text(total)}" + (f" ({bad:,} non-finite)" if bad else "")
 
 
 def reason(exc: BaseException) -> str:
@@ -74,3 +76,30 @@ def reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     return text if isinstance(exc, ShmviewError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def waiting_text(name: str, waited_s: float, *, block: bool = False) -> str:
+    """What a viewer waiting for ``name`` shows: what it waits for, and after
+    WAIT_HINT_AFTER_S what is there instead (the live streams, or that there are none)."""
+    what = f"block '{name}'" if block else f"stream '{name}'"
+    if waited_s < WAIT_HINT_AFTER_S:
+        return f"waiting for {what}…"
+    return f"waiting for {what}…\n{live_hint(name, block=block)}"
+
+
+def live_hint(name: str, *, block: bool = False) -> str:
+    """'live streams: cam0, cam1', or 'no live streams; see shmview list'."""
+    from viewer.stream.registry import live_records
+
+    try:
+        others = [r.name for r in live_records() if r.name != name]
+    except OSError as exc:  # an unreadable registry: say that instead
+        return f"cannot list the live streams: {reason(exc)}"
+    if block:
+        return f"no block '{name}' in /dev/shm yet" + (f"; live streams: {_named(others)}" if others else "")
+    return f"live streams: {_named(others)}" if others else "no live streams; see shmview list"
+
+
+def _named(names: list[str]) -> str:
+    more = len(names) - MAX_NAMED
+    return ", ".join(names[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
