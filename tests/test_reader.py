@@ -309,3 +309,22 @@ def test_a_slot_that_never_holds_its_frame_is_not_copied_at_all():
             with pytest.raises(ShmviewError):
                 r.read()
             assert copy.call_count == 0
+
+
+def test_frames_after_wait_starts_after_the_frame_wait_gave():
+    with FrameWriter("handed", (4, 4)) as w, FrameReader("handed") as r:
+        w.write(np.full((4, 4), 1, np.uint8))
+        first = r.wait(timeout=5)
+        w.write(np.full((4, 4), 2, np.uint8))
+        frames = r.frames(timeout=5)
+        assert next(frames).index == first.index + 1  # not first again
+        w.write(np.full((4, 4), 3, np.uint8))
+        assert r.wait(timeout=5, after=first.index + 1).index == first.index + 2
+        w.write(np.full((4, 4), 4, np.uint8))
+        assert next(r.frames(timeout=5)).index == first.index + 3
+
+
+def test_open_that_times_out_is_a_timeout_and_not_found():
+    with pytest.raises(TimeoutError) as caught:
+        FrameReader.open("never-there", timeout=0.05)
+    assert isinstance(caught.value, StreamNotFoundError) and "never-there" in str(caught.value)

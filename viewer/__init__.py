@@ -20,6 +20,7 @@ from viewer.errors import (
     StreamExistsError,
     StreamGoneError,
     StreamNotFoundError,
+    StreamNotFoundInTimeError,
     StreamTimeoutError,
     TornFrameError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "StreamGoneError",
     "StreamInfo",
     "StreamNotFoundError",
+    "StreamNotFoundInTimeError",
     "StreamTimeoutError",
     "TornFrameError",
 ]

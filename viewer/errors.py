@@ -25,6 +25,11 @@ class StreamTimeoutError(ShmviewError, TimeoutError):
     """No frame (or no new frame) within the time a caller was willing to wait."""
 
 
+class StreamNotFoundInTimeError(StreamNotFoundError, StreamTimeoutError):
+    """``FrameReader.open(name, timeout=...)`` waited for the stream and it did not appear:
+    a StreamNotFoundError and a TimeoutError alike, so either ``except`` catches it."""
+
+
 class StreamGoneError(ShmviewError):
     """The stream a reader was attached to ended: its producer closed it or died."""
 

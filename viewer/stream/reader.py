@@ -24,6 +24,7 @@ from viewer.errors import (
     ProtocolError,
     StreamGoneError,
     StreamNotFoundError,
+    StreamNotFoundInTimeError,
     StreamTimeoutError,
     TornFrameError,
 )
@@ -126,7 +127,7 @@ def _wait_for_stream(name: str, timeout: float) -> None:
             return
         except StreamNotFoundError:
             if time.monotonic() >= deadline:
-                raise StreamNotFoundError(f"no stream {name!r} after {timeout:g} s", name=name) from None
+                raise StreamNotFoundInTimeError(f"no stream {name!r} after {timeout:g} s", name=name) from None
         time.sleep(min(_BACKOFF_S[1] * 4, max(0.0, deadline - time.monotonic())))
 
 
@@ -189,6 +190,7 @@ class FrameReader(Closing):
         self._stamp = record_stamp(self.name) if att.record is not None else None
         self._next_check = self._next_gone_check = time.monotonic() + CHECK_EVERY_S
         self._last_written, self._last_change = -1, time.monotonic()
+        self._handed: tuple[int, int | None] = (self.generation, None)  # the last frame wait() or frames() gave
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -377,7 +379,9 @@ class FrameReader(Closing):
         StreamTimeoutError if none came; StreamGoneError if the stream ended meanwhile
         (and the reader does not follow).
         """
-        return self._wait(timeout, after, next_first=False)
+        frame = self._wait(timeout, after, next_first=False)
+        self._handed = self.generation, frame.index  # frames() goes on after it
+        return frame
 
     def _wait(self, timeout: float, after: int | None, *, next_first: bool) -> Frame:
         return self._until(timeout, after, lambda r, a, n: r._newer_than(a, n, next_first=next_first))
@@ -422,7 +426,10 @@ class FrameReader(Closing):
         last ``slots`` frames), so only frames already overwritten are missed, and counted
         in ``skipped``. StreamTimeoutError if none comes within ``timeout`` s."""
         _seconds(timeout)  # refused now, not at the first wait
-        last, generation = None, self.generation
+        generation = self.generation
+        handed_generation, last = self._handed
+        if handed_generation != generation:
+            last = None  # what wait() gave came from a block since left behind
         while True:
             try:
                 frame = self._wait(timeout, last, next_first=True)
@@ -432,6 +439,7 @@ class FrameReader(Closing):
             if self.generation == generation and last is not None:
                 self.skipped += frame.index - last - 1
             last, generation = frame.index, self.generation
+            self._handed = generation, last
             yield frame
 
     def _newer_than(self, after: int | None, written: int, *, next_first: bool = False) -> Frame | None:
