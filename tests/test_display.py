@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support.helpers import CLI as CLI_CMD
-from viewer.gui.display import display_problem
+from viewer.gui.display import display_problem, x_server_problem
 
 
 def _free_x_display() -> int:
@@ -72,3 +73,27 @@ def test_a_display_that_never_answers_or_a_platform_qt_lacks_falls_back_to_text(
     first = done.stderr.splitlines()[0]
     why = f"X server :{n} does not answer" if problem == "deaf" else "which Qt has no plugin for"
     assert first.startswith("shmview: no display: ") and why in first and first.endswith("showing the stream as text")
+
+
+def test_an_x_server_that_closes_a_connection_at_once_is_not_hung():
+    """Xvfb sometimes closes a setup request without a reply: that is an answer (Qt fails
+    fast on it), not the silence of a hung server that would leave Qt waiting forever."""
+    n = _free_x_display()
+    Path("/tmp/.X11-unix").mkdir(mode=0o1777, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(f"/tmp/.X11-unix/X{n}")
+        server.listen()
+
+        def close_each() -> None:
+            for _ in range(2):  # the probe connects twice: once to see, once to ask
+                connection, _ = server.accept()
+                connection.recv(12)
+                connection.close()
+
+        closer = threading.Thread(target=close_each)
+        closer.start()
+        try:
+            assert x_server_problem(f":{n}") is None
+        finally:
+            closer.join(10)
+            Path(f"/tmp/.X11-unix/X{n}").unlink()

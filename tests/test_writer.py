@@ -3,6 +3,7 @@ closes or its process ends."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -171,3 +172,13 @@ def test_a_writer_left_open_at_exit_removes_its_record_and_block():
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert not (SHM / done.stdout.strip()).exists()
     assert not (registry_dir() / "leftopen.json").exists()
+
+
+def test_a_writer_dropped_without_close_gives_its_name_back():
+    def start() -> None:
+        FrameWriter("dropped", (4, 4))  # never closed
+
+    start()
+    gc.collect()
+    with FrameWriter("dropped", (4, 4)) as again:
+        assert again.name == "dropped"

@@ -34,6 +34,13 @@ SHARE_EXAMPLES = """examples:
 """
 
 
+def _endpoint(text: str) -> str:
+    try:
+        return check_endpoint(text)
+    except ValueError as exc:  # argparse would only name the function
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _quality(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 100:
@@ -80,14 +87,14 @@ def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> N
         p.add_argument(
             "--listen",
             action="append",
-            type=check_endpoint,
+            type=_endpoint,
             metavar="ENDPOINT",
             help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)",
         )
     p.add_argument(
         "--connect",
         action="append",
-        type=check_endpoint,
+        type=_endpoint,
         metavar="ENDPOINT",
         help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)",
     )

@@ -78,7 +78,10 @@ def split_key(key: str) -> tuple[str, str] | None:
 def check_endpoint(text: str) -> str:
     """A Zenoh endpoint such as ``tls/192.168.1.10:7447``, or ``local``; ValueError otherwise."""
     if text != secure.LOCAL and not _ENDPOINT.fullmatch(text):
-        raise ValueError(f"{text!r} is not a Zenoh endpoint such as tls/192.168.1.10:7447 (or local)")
+        raise ValueError(
+            f"{text!r} is not an endpoint: use local, unixsock-stream/PATH, tls/HOST:PORT (or tcp/HOST:PORT "
+            "with --insecure); options after ? or # are refused"
+        )
     return text
 
 

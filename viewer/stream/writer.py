@@ -6,6 +6,7 @@ The layout and the write procedure are in viewer/stream/protocol.py (docs/PROTOC
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import time
@@ -223,6 +224,12 @@ class FrameWriter(Closing):
         if block is not None:
             block.close()
         self._claim.release()
+
+    def __del__(self) -> None:
+        # A writer dropped without close() gives its name, record, bell and block back at
+        # once, as a dead producer's are; errors here could only be printed, never raised.
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class Loan:
