@@ -2,7 +2,7 @@
 tree, checked by reading the import statements (ast) of every module under viewer/ and
 producers/, deferred imports inside functions included. Nothing is imported to check.
 
-Bottom to top: viewer/errors.py, signals.py, quiet.py (stdlib and numpy only);
+Bottom to top: viewer/errors.py, signals.py, quiet.py, durations.py (stdlib and numpy only);
 viewer/stream; producers; viewer/view; viewer/gui (the only PyQt6 importers);
 viewer/recording and viewer/net; viewer/cli and viewer/testing (the only importers of
 producers inside viewer). No module imports another's private (_name) names.
@@ -97,7 +97,7 @@ def test_the_checker_sees_the_imports_it_checks():
 
 # ---- the bottom: errors, signals, quiet ---------------------------------------------------
 
-BOTTOM = ("viewer.errors", "viewer.signals", "viewer.quiet")
+BOTTOM = ("viewer.errors", "viewer.signals", "viewer.quiet", "viewer.durations")
 
 
 def test_the_bottom_modules_import_the_standard_library_and_numpy_only():
@@ -143,7 +143,7 @@ def test_only_gui_imports_pyqt6():
 
 # ---- producers -----------------------------------------------------------------------------
 
-PRODUCERS_MAY_USE = ("viewer.stream", "viewer.errors", "viewer.signals", "viewer.quiet")
+PRODUCERS_MAY_USE = ("viewer.stream", "viewer.errors", "viewer.signals", "viewer.quiet", "viewer.durations")
 
 
 def test_producers_build_on_stream_errors_signals_and_quiet_only():

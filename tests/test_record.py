@@ -208,6 +208,29 @@ def test_a_folder_gets_one_lossless_image_per_frame(tmp_path: Path):
     assert cv2.imread(str(tiffs[0]), cv2.IMREAD_UNCHANGED).dtype == np.float32
 
 
+def test_image_folders_let_no_opencv_warning_through(tmp_path: Path):
+    """A float stream becomes TIFF files: OpenCV warned on stderr about PNG's setting
+    (`[ WARN:0@0.071] ... imencodeWithMetadata`), which docs/recording.md says never shows."""
+    with writing("flt", (H, W), "float32", "GRAY", _pattern("float32", (H, W))):
+        done = cli("record", "flt", "--out", f"{tmp_path}/imgs/", "--frames", "3")
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_a_video_of_odd_size_is_padded_and_says_so_once(tmp_path: Path):
+    """Video encoders take even sizes; OpenCV crops 33x25 to 32x24 without a word."""
+    out = tmp_path / "odd.mp4"
+    with producer("odd", "--size", "33x25", "--fps", "50", pattern="bars"):
+        done = cli("record", "odd", "--out", str(out), "--frames", "20")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("padded") == 1 and "its 33x25 frames are padded to 34x26" in done.stderr
+    video = cv2.VideoCapture(str(out))
+    try:
+        ok, image = video.read()
+    finally:
+        video.release()
+    assert ok and image.shape == (26, 34, 3)
+
+
 def test_a_video_file_is_written(tmp_path: Path):
     out = tmp_path / "clip.mp4"
     with producer("vid", *SMALL, "--fps", "50", pattern="bars"):
@@ -223,16 +246,79 @@ def test_a_video_file_is_written(tmp_path: Path):
 
 
 def test_errors_are_one_line_with_their_exit_code(tmp_path: Path):
-    missing = cli("record", "nobody", "--out", str(tmp_path / "x.mcap"), "--timeout", "0.2")
-    assert missing.returncode == 3 and "nobody" in missing.stderr
+    missing = cli("record", "nobody", "--out", str(tmp_path / "x.mcap"), "--timeout", "0.00021")
+    assert missing.returncode == 3
+    assert missing.stderr.splitlines()[-1] == "shmview: error: no stream 'nobody' after 0.2 ms; live streams: none"
     (tmp_path / "taken.mcap").write_bytes(b"")
     with producer("busy", *SMALL):
         taken = cli("record", "busy", "--out", str(tmp_path / "taken.mcap"), "--frames", "1")
+        nowhere = cli("record", "busy", "--out", "/proc/x.mcap", "--frames", "1")
     assert taken.returncode == 1 and "already exists" in taken.stderr
+    assert nowhere.returncode == 1 and nowhere.stderr.startswith("shmview: error: cannot create /proc/x.mcap: ")
     assert cli("info", str(tmp_path / "none.mcap")).returncode == 3
     bad = cli("info", str(tmp_path / "taken.mcap"))
     assert bad.returncode == 1 and "not an MCAP file" in bad.stderr
     assert cli("record", "busy", "--out", "x.mcap", "--compress", "gzip").returncode == 2
+
+
+@pytest.mark.parametrize("out", ["out.png", "clip.mp5", "x.txt", "frames", "folder", "run.mcap.bak"])
+def test_the_format_comes_from_the_extension_or_a_slash_and_nothing_else(tmp_path: Path, out: str):
+    """A name that says no format is refused at once (exit 2), in one line naming the
+    choices, and nothing is written: issue 21 found each of these written as MCAP."""
+    (tmp_path / "folder").mkdir()
+    done = cli("record", "cam", "--out", str(tmp_path / out), "--frames", "1")
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "argument --out" in done.stderr
+    assert all(choice in done.stderr for choice in ("FILE.mcap", "FILE.mp4", "FILE.avi", "FILE.mkv", "DIR/"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any((tmp_path / "folder").iterdir())
+
+
+def test_the_python_api_refuses_a_format_before_waiting():
+    from viewer.errors import ConfigError
+    from viewer.recording.command import record
+
+    with pytest.raises(ConfigError, match=r"choose FILE\.mcap"):
+        record(["nobody"], "clip.mp5", timeout=0)  # else StreamNotFoundError: the format is checked first
+
+
+def test_a_missing_stream_costs_only_itself_and_is_said(tmp_path: Path):
+    """The default, --missing skip: the streams that are there are recorded, and the one
+    that never came is named on stderr and in its own summary line, with the live ones."""
+    out = tmp_path / "m.mcap"
+    with producer("here", *SMALL, "--fps", "50"):
+        done = cli("record", "here", "typo", "--out", str(out), "--frames", "10", "--timeout", "0.3")
+    assert done.returncode == 0, done.stderr
+    assert _recorded_line(done.stdout, "here") == 10
+    assert "recorded 0 frames of typo: no such stream after 0.3 s (live streams: here)" in done.stdout
+    assert "waiting up to 0.3 s for 'typo' (live streams: here)" in done.stderr
+    assert "not recording 'typo'" in done.stderr
+    assert {r.desc.name for r in Recording(out).frames()} == {"here"}
+
+
+def test_a_stream_that_comes_late_is_taken_in(tmp_path: Path):
+    out = tmp_path / "late.mcap"
+    with producer("early", *SMALL, "--fps", "50"):
+        rec = start(["record", "early", "late", "--out", str(out), "--frames", "10", "--timeout", "60"])
+        try:
+            wait_for(out.exists, what="the recording to begin with the stream that is there")
+            with producer("late", *SMALL, "--fps", "50"):
+                text, err = rec.communicate(timeout=60)
+        finally:
+            if rec.poll() is None:
+                stop(rec)
+    assert rec.returncode == 0, err
+    assert _recorded_line(text, "early") == 10 and _recorded_line(text, "late") == 10
+    assert "stream 'late' appeared" in err
+    assert {r.desc.name for r in Recording(out).frames()} == {"early", "late"}
+
+
+def test_missing_wait_records_nothing_until_all_are_there(tmp_path: Path):
+    out = tmp_path / "w.mcap"
+    with producer("one", *SMALL, "--fps", "50"):
+        done = cli("record", "one", "two", "--out", str(out), "--missing", "wait", "--timeout", "0.3")
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == "shmview: error: no stream 'two' after 0.3 s; live streams: one"
+    assert not out.exists()
 
 
 def test_recording_ends_with_its_streams_and_follows_a_restart_meanwhile(tmp_path: Path):
@@ -295,3 +381,4 @@ def test_on_a_terminal_it_shows_progress(tmp_path: Path):
             os.close(child)
     assert rec.returncode == 0 and out.startswith("recorded ")
     assert b"tty" in shown and b"frames" in shown and b"MB" in shown and b"skipped" in shown
+    assert b"MB raw" in shown and b"t.mcap" in shown and b"written" in shown  # the raw frames, and the file

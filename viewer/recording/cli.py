@@ -17,9 +17,12 @@ RECORD_EXAMPLES = """examples:
   shmview record cam0 cam1 --out run.mcap --frames 1000 --compress lz4
   shmview record cam0 --out clip.mp4 --seconds 5        # a video to share (lossy)
   shmview record cam0 --out frames/ --frames 100        # frames/cam0_00000000.png, ...
+  shmview record cam0 cam1 --out run.mcap --missing wait --timeout 60   # both, or nothing
 
-Ctrl-C or SIGTERM finishes the file. At the end, one line per stream:
-recorded N frames of NAME, skipped K (frames it could not keep up with).
+The format comes from --out: .mcap, .mp4, .avi, .mkv, or a trailing slash for a folder;
+anything else is refused. Ctrl-C or SIGTERM finishes the file. At the end, one line per
+stream: recorded N frames of NAME, skipped K (frames it could not keep up with), or
+recorded 0 frames of NAME: why (a stream that never appeared).
 
 """
 
@@ -47,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument(
         "--out",
         required=True,
-        metavar="FILE",  # a str: a Path drops the slash of "DIR/"
+        type=_output,  # a str: a Path drops the slash of "DIR/"
+        metavar="FILE",
         help="FILE.mcap; FILE.mp4/.avi/.mkv for a (lossy) video; DIR/ for one PNG/TIFF per frame",
     )
     rec.add_argument(
@@ -56,7 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--seconds", type=T.number(float, 0, above=True), metavar="S", help="stop after S seconds")
     rec.add_argument("--compress", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     rec.add_argument(
-        "--timeout", type=T.number(float, 0), metavar="S", default=5.0, help="seconds to wait for each stream to appear"
+        "--timeout", type=T.number(float, 0), metavar="S", default=5.0, help="seconds to wait for streams to appear"
+    )
+    rec.add_argument(
+        "--missing",
+        choices=("skip", "wait"),
+        default="skip",
+        help="a stream not there: skip records the others at once, takes it in if it appears within --timeout, "
+        "else leaves it out and says so; wait records nothing until every stream is there (exit 3 after --timeout)",
     )
     rec.set_defaults(func=run_record)
     info = sub.add_parser("info", help="what a recording holds", epilog=EXIT_CODES)
@@ -79,13 +90,24 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output(text: str) -> str:
+    """--out as given, if its extension or trailing slash names a format (exit 2 if not)."""
+    from viewer.recording.sinks import output_kind
+
+    try:
+        output_kind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def run_record(args: argparse.Namespace) -> int:
-    from viewer.quiet import quiet_environment
+    from viewer.quiet import native_noise_filtered, quiet_environment
     from viewer.recording.command import record
     from viewer.signals import SignalStop
 
-    quiet_environment()  # a video goes through OpenCV and FFmpeg, which talk on stderr
-    with SignalStop.installed() as stop:
+    quiet_environment()  # too late when cv2 is already loaded (the producers import it): hence the filter
+    with native_noise_filtered(), SignalStop.installed() as stop:  # OpenCV and FFmpeg talk on stderr
         tallies = record(
             args.names,
             args.out,
@@ -93,6 +115,7 @@ def run_record(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             compression=args.compress,
             timeout=args.timeout,
+            missing=args.missing,
             stop=stop,
         )
     for tally in tallies:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.durations import duration
 from viewer.recording import messages as M
 from viewer.recording.reading import open_recording
 from viewer.stream.frames import describe
@@ -59,7 +60,7 @@ class StreamSummary:
         )
         restarts = f", {self.restarts} restart{_s(self.restarts)}" if self.restarts else ""
         return (
-            f"  {self.desc.name}  {what}  {self.frames:,} frames  {self.seconds:.2f} s  "
+            f"  {self.desc.name}  {what}  {self.frames:,} frames  {duration(self.seconds)}  "
             f"{self.fps:.1f} fps  {gaps}{restarts}"
         )
 

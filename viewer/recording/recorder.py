@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -43,14 +44,34 @@ class Tally:
     recorded: int = 0
     missed: int = 0  # by the follower: frames written while it was busy (its thread only)
     refused: int = 0  # by the writer: frames of a new format after a restart (its thread only)
-    bytes: int = 0
+    bytes: int = 0  # of raw frames (what the file takes is the sink's written())
+    absent: str | None = None  # why a stream asked for was never recorded (it never appeared)
 
     @property
     def skipped(self) -> int:
         return self.missed + self.refused
 
     def line(self) -> str:
+        if self.absent is not None:
+            return f"recorded 0 frames of {self.name}: {self.absent}"
         return f"recorded {self.recorded:,} frames of {self.name}, skipped {self.skipped:,}"
+
+
+class Latecomers(Protocol):
+    """Streams asked for that were not there when the recording began (command.py)."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some are still looked for: the recording does not end before."""
+        ...
+
+    def arrived(self) -> list[FrameReader]:
+        """Readers of the streams that appeared since the last call (a few times a second)."""
+        ...
+
+    def give_up(self) -> None:
+        """Stop looking (the recording stops)."""
+        ...
 
 
 class _ByteQueue:
@@ -181,12 +202,15 @@ class Recorder:
         seconds: float | None = None,
         stop: Stop | None = None,
         progress: Callable[[list[Tally], float], None] | None = None,
+        latecomers: Latecomers | None = None,
     ) -> None:
         self.sink, self.seconds, self.stop, self.progress = sink, seconds, stop, progress
+        self.frames, self.latecomers = frames, latecomers
         self.queue = _ByteQueue(QUEUE_BYTES)
         self.tallies = {r.name: Tally(r.name) for r in readers}
         self.followers = [_Follower(r, self.queue, self.tallies[r.name], frames) for r in readers]
         self._formats: dict[str, Description] = {}
+        self._stopping = False
 
     def run(self) -> list[Tally]:
         start = time.monotonic()
@@ -213,9 +237,12 @@ class Recorder:
                 self._write(*item)
             now = time.monotonic()
             if self._should_stop(now - start):
+                self._stopping = True
                 for f in self.followers:
                     f.quit.set()
-            if item is None and all(f.done for f in self.followers):
+            self._take_latecomers()
+            waiting = self.latecomers is not None and self.latecomers.waiting
+            if item is None and all(f.done for f in self.followers) and not waiting:
                 return  # every stream ended (or gave its frames) and the queue is empty
             if now >= next_flush:
                 self.sink.flush()
@@ -223,6 +250,19 @@ class Recorder:
             if self.progress is not None and now >= next_show:
                 self.progress(list(self.tallies.values()), now - start)
                 next_show = now + 0.25
+
+    def _take_latecomers(self) -> None:
+        """Start following the streams that appeared late; stop looking once stopping."""
+        if self.latecomers is None:
+            return
+        if self._stopping:
+            self.latecomers.give_up()
+            return
+        for reader in self.latecomers.arrived():
+            tally = self.tallies[reader.name] = Tally(reader.name)
+            follower = _Follower(reader, self.queue, tally, self.frames)
+            self.followers.append(follower)
+            follower.start()
 
     def _should_stop(self, elapsed: float) -> bool:
         stopped = self.stop is not None and self.stop.is_set()

@@ -1,7 +1,9 @@
 """Where recorded frames go: an MCAP file, a video file, or a folder of images.
 
 A sink takes ``write(desc, frame)`` from one thread, returns the bytes it took (the raw
-frame's), and ``close()`` finishes the file. ``open_sink`` picks one from the output path.
+frame's), says how many bytes its files hold so far (``written()``), and ``close()`` finishes
+the file. ``open_sink`` picks one from the output path's extension or trailing slash, and
+nothing else (``output_kind``): a name it does not know is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from viewer.errors import OutputError, ShmviewError
+from viewer.errors import ConfigError, OutputError, ShmviewError
 from viewer.outfiles import OutputFolder
 from viewer.recording import messages as M
 from viewer.stream.frames import Frame
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 
 COMPRESSIONS = ("zstd", "lz4", "none")
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+MCAP, VIDEO, IMAGES = "mcap", "video", "images"
+CHOICES = (
+    "FILE.mcap (lossless: Foxglove, info, replay), FILE.mp4, FILE.avi or FILE.mkv (a lossy video), "
+    "or DIR/ (one image per frame)"
+)
 
 
 class Sink(Protocol):
@@ -32,20 +39,40 @@ class Sink(Protocol):
 
     def flush(self) -> None: ...
 
+    def written(self) -> int: ...
+
     def close(self) -> None: ...
 
 
+def output_kind(out: str) -> str:
+    """MCAP for FILE.mcap, VIDEO for .mp4/.avi/.mkv, IMAGES for DIR/ (a trailing slash; a
+    string, not a Path, which forgets it). Anything else is a ConfigError (a ValueError)
+    naming the choices: a typo never becomes a file in a format nobody asked for."""
+    if out.endswith("/"):
+        return IMAGES
+    suffix = Path(out).suffix.lower()
+    if suffix == ".mcap":
+        return MCAP
+    if suffix in VIDEO_SUFFIXES:
+        return VIDEO
+    if os.path.isdir(out):
+        why = f"{out} is a folder (write {out}/ for one image per frame in it)"
+    elif not suffix:
+        why = f"{out} has no extension (write {out}/ for a folder of images)"
+    else:
+        why = f"{out}: shmview does not record {suffix} files"
+    raise ConfigError(f"{why}; choose {CHOICES}", path=out)
+
+
 def open_sink(out: str, names: list[str], compression: str = "zstd") -> Sink:
-    """The sink ``out`` asks for: DIR/ (or an existing folder) for images, .mp4/.avi/.mkv
-    for video, anything else (normally .mcap) for MCAP. A string, not a Path: a Path
-    forgets the trailing slash that says "folder". Every file is new, in a folder of yours
+    """The sink ``out`` asks for (``output_kind``). Every file is new, in a folder of yours
     (viewer/outfiles.py); anything else is an OutputError before a byte is written."""
-    if out.endswith("/") or Path(out).is_dir():
+    kind = output_kind(out)
+    if kind == IMAGES:
         return ImageFolderSink(Path(out), names)
-    path = Path(out)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(path, names)
-    return McapSink(path, compression)
+    if kind == VIDEO:
+        return VideoSink(Path(out), names)
+    return McapSink(Path(out), compression)
 
 
 class McapSink:
@@ -91,6 +118,10 @@ class McapSink:
     def flush(self) -> None:
         self._writer.flush()  # ends the chunk: what is on disk stays readable after a kill -9
 
+    def written(self) -> int:
+        """The file's size on disk: the chunks written so far (one is built in memory)."""
+        return os.fstat(self._file.fileno()).st_size
+
     def close(self) -> None:
         try:
             self._writer.close()  # summary, index and footer
@@ -129,7 +160,12 @@ class _Channels:
 
 class VideoSink:
     """A video per stream through OpenCV (lossy, 8-bit BGR: for sharing, not for replay).
-    Its frame rate comes from the first frames' timestamps, so it opens after a few."""
+    Its frame rate comes from the first frames' timestamps, so it opens after a few.
+
+    Video encoders take even widths and heights only (4:2:0 chroma): OpenCV's writer
+    would crop 641x481 to 640x480 without a word. So an odd side is padded instead, by
+    repeating the last column or row, and a warning says so once per stream: every
+    pixel recorded is in the video."""
 
     PROBE_FRAMES = 15
 
@@ -141,6 +177,7 @@ class VideoSink:
         self._waiting: dict[str, list[np.ndarray]] = {}
         self._stamps: dict[str, list[int]] = {}
         self._levels: dict[str, Any] = {}
+        self._padded: set[str] = set()
         self._reserved: dict[str, os.stat_result] = {}
         self._folder = OutputFolder(path.parent)
         try:  # every name now, so that a refusal comes before any frame, and leaves nothing
@@ -151,7 +188,7 @@ class VideoSink:
             raise
 
     def write(self, desc: M.Description, frame: Frame) -> int:
-        image = self._bgr8(desc, frame.image)
+        image = self._even(desc.name, self._bgr8(desc, frame.image))
         if desc.name in self._writers:
             self._writers[desc.name].write(image)
             return frame.image.nbytes
@@ -192,8 +229,34 @@ class VideoSink:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image
 
+    def _even(self, name: str, image: np.ndarray) -> np.ndarray:
+        """``image`` with an odd width or height padded to even (see the class)."""
+        import cv2
+
+        h, w = image.shape[:2]
+        if not (h % 2 or w % 2):
+            return image
+        if name not in self._padded:
+            self._padded.add(name)
+            log.warning(
+                "%s: its %dx%d frames are padded to %dx%d in %s: video encoders take even sizes only "
+                "(the last %s repeated)",
+                name,
+                w,
+                h,
+                w + w % 2,
+                h + h % 2,
+                self._folder.path / self._files[name],
+                "column and row are" if w % 2 and h % 2 else "column is" if w % 2 else "row is",
+            )
+        return cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+
     def flush(self) -> None:
         pass
+
+    def written(self) -> int:
+        """The bytes in the video files so far (OpenCV writes them as it goes)."""
+        return sum(os.stat(self._folder.proc_path(f)).st_size for f in self._files.values())
 
     def close(self) -> None:
         try:
@@ -232,6 +295,7 @@ class ImageFolderSink:
                 )
         self._last: dict[str, int] = {}
         self._restarts: dict[str, int] = {}
+        self._written = 0
 
     def write(self, desc: M.Description, frame: Frame) -> int:
         import cv2
@@ -240,12 +304,13 @@ class ImageFolderSink:
 
         suffix = ".tiff" if frame.image.dtype.kind == "f" else ".png"
         file = self._file_name(desc.name, frame.index or 0) + suffix
-        ok, data = cv2.imencode(
-            suffix, snapshot_array(frame.image, desc.pixel_format), [cv2.IMWRITE_PNG_COMPRESSION, 1]
-        )
+        # PNG's own setting for PNG only: OpenCV warns on stderr about a setting its encoder lacks
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if suffix == ".png" else []
+        ok, data = cv2.imencode(suffix, snapshot_array(frame.image, desc.pixel_format), params)
         if not ok:
             raise ShmviewError(f"OpenCV cannot encode {file}")
         self._folder.write_new(file, data.tobytes())  # never cv2.imwrite: it would open the path itself
+        self._written += data.nbytes
         return frame.image.nbytes
 
     def _file_name(self, name: str, index: int) -> str:
@@ -257,6 +322,9 @@ class ImageFolderSink:
 
     def flush(self) -> None:
         pass
+
+    def written(self) -> int:
+        return self._written
 
     def close(self) -> None:
         self._folder.close()

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from viewer.durations import duration
 from viewer.errors import (
     BusyError,
     ConfigError,
@@ -127,7 +128,7 @@ def _wait_for_stream(name: str, timeout: float) -> None:
             return
         except StreamNotFoundError:
             if time.monotonic() >= deadline:
-                raise StreamNotFoundInTimeError(f"no stream {name!r} after {timeout:g} s", name=name) from None
+                raise StreamNotFoundInTimeError(f"no stream {name!r} after {duration(timeout)}", name=name) from None
         time.sleep(min(_BACKOFF_S[1] * 4, max(0.0, deadline - time.monotonic())))
 
 
@@ -405,7 +406,9 @@ class FrameReader(Closing):
             if left <= 0:
                 what = "a frame" if after is None else f"a frame after index {after}"
                 raise StreamTimeoutError(
-                    f"no new frame of {self.name!r} in {timeout:g} s (waited for {what})", name=self.name, after=after
+                    f"no new frame of {self.name!r} in {duration(timeout)} (waited for {what})",
+                    name=self.name,
+                    after=after,
                 )
             if self._bell.sleep(v.published, seen, left):
                 self._next_gone_check = 0.0  # a ring without a frame: a close, or a producer's death

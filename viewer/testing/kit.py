@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from viewer.durations import duration
 from viewer.errors import ProducerError
 from viewer.testing.litter import (
     SHM_DIR,
@@ -153,7 +154,7 @@ class Producer:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise ProducerError(f"{self.describe()} still runs after {timeout:g} s") from None
+            raise ProducerError(f"{self.describe()} still runs after {duration(timeout)}") from None
 
     def describe(self) -> str:
         return f"producer {self.name} (pid {self.pid})"
@@ -167,7 +168,7 @@ class Producer:
             self.process.kill()
             self.process.wait()
             raise ProducerError(
-                f"{self.describe()} did not end within {timeout:g} s of {signal.Signals(sig).name}: "
+                f"{self.describe()} did not end within {duration(timeout)} of {signal.Signals(sig).name}: "
                 f"killed it{self._quote_stderr()}"
             ) from None
 
@@ -193,7 +194,8 @@ class Producer:
             if time.monotonic() > deadline:
                 self._stop(signal.SIGKILL, timeout)
                 raise ProducerError(
-                    f"{self.describe()} printed no ready line in {timeout:g} s{self._quote_stderr()}", name=self.name
+                    f"{self.describe()} printed no ready line in {duration(timeout)}{self._quote_stderr()}",
+                    name=self.name,
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.02)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from viewer.durations import duration
 from viewer.errors import StreamNotFoundError
 from viewer.signals import Stop
 from viewer.stream.frames import ERROR, WAITING
@@ -93,9 +94,9 @@ def status_line(s: Status, roi: Roi | None = None) -> str:
 def not_found(names: Sequence[str], waited_s: float, *, raw: bool = False) -> StreamNotFoundError:
     which = ", ".join(repr(n) for n in names)
     if raw:
-        return StreamNotFoundError(f"no shared-memory block {which} after {waited_s:.3g} s", names=list(names))
+        return StreamNotFoundError(f"no shared-memory block {which} after {duration(waited_s)}", names=list(names))
     live = ", ".join(r.name for r in live_records()) or "none"
-    return StreamNotFoundError(f"no stream {which} after {waited_s:.3g} s; live streams: {live}", names=list(names))
+    return StreamNotFoundError(f"no stream {which} after {duration(waited_s)}; live streams: {live}", names=list(names))
 
 
 class Schedule:
