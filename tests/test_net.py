@@ -126,6 +126,22 @@ def test_max_fps_sends_only_some_frames():
     assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
 
 
+def test_sharing_goes_on_when_the_writer_laps_the_ring_during_an_encode():
+    """An unpaced producer rewrites its 3-slot ring many times while PNG encodes one frame:
+    the share copies the frame out and encodes the copy, and never stops sharing."""
+    reference = SyntheticSource("gradient", 640, 480, 3)
+    with (
+        producer("fast", "--size", "640x480", "--fps", "0", pattern="gradient"),
+        share("fast", extra=("--codec", "png")),
+        bridge(),
+        open_mirror("robot.fast") as mirror,
+    ):
+        frames = [f for _, f in zip(range(5), mirror.frames(timeout=10), strict=False)]
+    assert len(frames) == 5
+    for f in frames:
+        assert np.array_equal(f.image, reference._gradient(origin_index(f))), "a torn frame was sent"
+
+
 def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones_over_insecure_tcp():
     tcp = loopback_tcp(free_port())
     with (

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from viewer.errors import ShmviewError, StreamNotFoundError
+from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.net.codec import codec_for, encode_frame
 from viewer.net.config import stream_key
 from viewer.signals import Stop
@@ -126,13 +126,26 @@ class StreamShare:
         if (codec, info.shape) != (self.codec, self.shape):
             self.codec, self.shape = codec, info.shape
             self.report(f"sharing {self.name} as {self.key} ({codec}, {info.pixel_format} {info.dtype})")
-        message = reader.apply(lambda f: encode_frame(f, codec, self.quality, info.pixel_format))
+        try:
+            message = reader.apply(lambda f: encode_frame(f, codec, self.quality, info.pixel_format))
+        except BusyError:  # the writer lapped the ring during a slow encode: encode a copy
+            message = self._from_copy(reader, codec, info.pixel_format)
         if message is None:
             return
         payload, header = message
         self._publisher.put(payload, attachment=header)
         self.sent += 1
         self.fps = self._rate.add(time.monotonic(), self.sent) or 0.0
+
+    def _from_copy(self, reader: FrameReader, codec: str, pixel_format: str) -> tuple[bytes, bytes] | None:
+        """The newest frame copied out (microseconds, where an encode can take longer than
+        an unpaced writer needs to lap the ring), then encoded; None if even that tore."""
+        try:
+            frame = reader.read()
+        except BusyError:
+            log.debug("%s: no consistent frame to send this time", self.name)
+            return None
+        return None if frame is None else encode_frame(frame, codec, self.quality, pixel_format)
 
     def _set_live(self, live: bool) -> None:
         if live and self._token is None:
