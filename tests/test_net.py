@@ -11,7 +11,10 @@ test_net_security.py has who may connect (sockets, mutual TLS, hostile peers).
 from __future__ import annotations
 
 import itertools
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +281,29 @@ def test_a_clean_stop_leaves_nothing():
         b.wait("mirroring")
         sharer.wait("sharing")
     assert not list(Path("/dev/shm").glob("*.zenoh"))
+
+
+_MANY_SAYERS = """
+import threading
+from viewer.net.cli import _say
+
+def talk(k):
+    for i in range(2000):
+        _say(f"thread {k} line {i}")
+
+threads = [threading.Thread(target=talk, args=(k,)) for k in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_lines_from_many_mirror_and_share_threads_never_run_together():
+    """share and bridge report from one thread per stream: each line arrives whole (print()
+    wrote a line and its newline separately, so two lines ran together, then an empty one)."""
+    result = subprocess.run([sys.executable, "-c", _MANY_SAYERS], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 16000 and all(re.fullmatch(r"thread \d line \d+", line) for line in lines), [
+        line for line in lines if not re.fullmatch(r"thread \d line \d+", line)
+    ][:5]

@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,16 @@ def _vet(args: argparse.Namespace, command: str) -> None:
         )
 
 
+_saying = threading.Lock()
+
+
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """One whole line on stdout. Mirrors and shares report from threads of their own, and
+    print() writes a line and its newline separately: two threads would run two lines
+    together and leave an empty one."""
+    with _saying:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
 
 
 def _keep_big_buffers() -> None:
@@ -277,9 +286,9 @@ def run_bridge(args: argparse.Namespace) -> None:
     with SignalStop.installed() as stop:  # then the streams it made are closed: none left behind
         session = open_session(limited(options(args), args))
         try:
+            _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")  # before any mirror's line
             bridge = Bridge(session, args.pattern, args.prefix, report=_say, limits=bridge_limits(args))
             try:
-                _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")
                 while not stop.wait(3600):
                     pass
             finally:
