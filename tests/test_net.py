@@ -206,6 +206,32 @@ def test_bad_endpoint_and_host_id_are_usage_errors():
     assert cli("share", "--listen", "local", "--host-id", "...").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "says"),
+    [
+        ("tcp/127.0.0.1:99999", "a port from 0 to 65535"),
+        ("tcp/127.0.0.1:abc", "a port from 0 to 65535"),
+        ("tcp/127.0.0.1", "HOST:PORT"),
+        ("foo/bar", "unknown protocol 'foo'"),
+    ],
+)
+def test_an_endpoint_zenoh_would_refuse_is_a_usage_error_in_words(endpoint, says):
+    """Said before any session opens (exit 2), in one line, never with Zenoh's Rust source
+    path (`invalid port value at /root/.cargo/git/...rs:62.`, exit 1 before)."""
+    for command in (["share", "--listen"], ["bridge", "--connect"], ["list", "--remote", "--connect"]):
+        result = cli(*command, endpoint, "--insecure")
+        assert result.returncode == 2, (command, result.stderr)
+        assert says in result.stderr and ".rs:" not in result.stderr and ".cargo" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_zenoh_errors_lose_their_rust_source_paths():
+    from viewer.net.config import zenoh_message
+
+    raw = "invalid port value at /root/.cargo/git/checkouts/zenoh-9c599d5ef3e0480e/cc83980/io/zenoh-link-commons/src/lib.rs:62."
+    assert zenoh_message(Exception(raw)) == "invalid port value"
+
+
 # -- the pieces ---------------------------------------------------------------------------
 
 

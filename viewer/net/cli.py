@@ -49,6 +49,13 @@ def _max_fps(text: str) -> float:
     return value
 
 
+def _endpoint(text: str) -> str:
+    try:
+        return check_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _host_id(text: str) -> str:
     try:
         return clean_host_id(text)
@@ -81,14 +88,14 @@ def add_network_options(p: argparse.ArgumentParser, *, listen: bool = True) -> N
         p.add_argument(
             "--listen",
             action="append",
-            type=check_endpoint,
+            type=_endpoint,
             metavar="ENDPOINT",
             help="accept Zenoh peers on this endpoint: local, or tls/0.0.0.0:7447 with --tls (repeatable)",
         )
     p.add_argument(
         "--connect",
         action="append",
-        type=check_endpoint,
+        type=_endpoint,
         metavar="ENDPOINT",
         help="connect to a Zenoh peer or router: local, or tls/192.168.1.10:7447 with --tls (repeatable)",
     )
