@@ -228,7 +228,10 @@ def test_an_endpoint_zenoh_would_refuse_is_a_usage_error_in_words(endpoint, says
 def test_zenoh_errors_lose_their_rust_source_paths():
     from viewer.net.config import zenoh_message
 
-    raw = "invalid port value at /root/.cargo/git/checkouts/zenoh-9c599d5ef3e0480e/cc83980/io/zenoh-link-commons/src/lib.rs:62."
+    raw = (
+        "invalid port value at /root/.cargo/git/checkouts/zenoh-9c599d5ef3e0480e/cc83980/io/"
+        "zenoh-link-commons/src/lib.rs:62."
+    )
     assert zenoh_message(Exception(raw)) == "invalid port value"
 
 
@@ -333,3 +336,31 @@ def test_lines_from_many_mirror_and_share_threads_never_run_together():
     assert len(lines) == 16000 and all(re.fullmatch(r"thread \d line \d+", line) for line in lines), [
         line for line in lines if not re.fullmatch(r"thread \d line \d+", line)
     ][:5]
+
+
+# -- waits that say what they wait for (issue 21 item 3) ----------------------------------
+
+
+def test_share_of_a_stream_not_there_says_so_and_names_the_live_ones():
+    with producer("cam0", "--size", SIZE), share("nope") as sharer:
+        sharer.wait("share: waiting for stream 'nope' to start")
+        line = sharer.wait("share: still no stream 'nope'")
+    assert "live here: cam0" in line
+
+
+def test_share_of_every_stream_with_none_live_says_so():
+    with share() as sharer:
+        sharer.wait("share: no live streams here yet")
+
+
+def test_bridge_that_reaches_nobody_says_so():
+    with bridge() as b:
+        line = b.wait("bridge: no Zenoh peer or router reached")
+    assert "at local" in line
+
+
+def test_bridge_whose_peer_shares_nothing_it_mirrors_says_so_and_then_mirrors():
+    with share(), bridge("shmview/robot/*") as b:
+        b.wait("bridge: a peer is reached, but no stream shared there matches shmview/robot/*")
+        with producer("cam0", "--size", SIZE):
+            b.wait("mirroring shmview/robot/cam0")

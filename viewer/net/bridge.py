@@ -311,6 +311,15 @@ class Bridge:
             del self._waiting[key]
             self._start(key)
 
+    def idle(self) -> str | None:
+        """What a bridge that mirrors nothing says it waits for (None while it mirrors)."""
+        if self.mirrors or self._waiting:
+            return None
+        return (
+            f"a peer is reached, but no stream shared there matches {self.pattern} yet "
+            "(shmview list --remote shows what is); waiting"
+        )
+
     def close(self) -> None:
         self._tokens.undeclare()
         self._thread.join()

@@ -281,7 +281,7 @@ def run_share(args: argparse.Namespace) -> None:
             )
             what = ", ".join(args.names) or "every live stream"
             _say(f"share: {what} as {KEY_ROOT}/{args.host_id}/<name>, codec {args.codec}")
-            sharer.run(stop)
+            sharer.run(stop, tick=_notice(session, "share", args).check)
         finally:
             session.close()
 
@@ -296,12 +296,22 @@ def run_bridge(args: argparse.Namespace) -> None:
             _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")  # before any mirror's line
             bridge = Bridge(session, args.pattern, args.prefix, report=_say, limits=bridge_limits(args))
             try:
-                while not stop.wait(3600):
-                    pass
+                notice = _notice(session, "bridge", args, idle=bridge.idle)
+                while not stop.wait(NOTICE_EVERY_S):
+                    notice.check()
             finally:
                 bridge.close()
         finally:
             session.close()
+
+
+NOTICE_EVERY_S = 0.5  # how often a bridge looks at whether it waits for something
+
+
+def _notice(session: Any, command: str, args: argparse.Namespace, **kwargs: Any) -> Any:
+    from viewer.net.presence import PeerNotice
+
+    return PeerNotice(session, command, _say, listen=args.listen or (), connect=args.connect or (), **kwargs)
 
 
 def list_remote(args: argparse.Namespace) -> None:
