@@ -231,3 +231,26 @@ def test_a_fork_while_another_thread_releases_a_name_leaves_the_child_its_descri
     result = subprocess.run([sys.executable, str(script), "500"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "bad 0", result.stdout + result.stderr
     assert "Bad file descriptor" not in result.stderr, result.stderr
+
+
+_SIGINT_AT_PARSING = """
+import signal, sys
+from viewer.cli import main as cli_main
+
+def parser():
+    print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    raise SystemExit(0)
+
+cli_main.build_parser = parser
+cli_main.main([])
+"""
+
+
+def test_sigint_inherited_ignored_stops_a_command_that_is_still_starting():
+    """From its first line main() takes SIGINT back from the ignored state `cmd &` leaves it
+    in: a SIGINT while a command imports or opens its session is not lost (the bridge went
+    on running after one, sent a second after it started, under load)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGINT_AT_PARSING], capture_output=True, text=True, preexec_fn=_as_from_a_script
+    )
+    assert result.stdout.strip() == "True", result.stdout + result.stderr
