@@ -12,9 +12,11 @@ machine has the whole 2 s.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,16 +25,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.helpers import CLI, cli, producer, wait_for
-from tests.support.net import Lines, no_zenoh_files, running
+from tests.support.helpers import CLI, wait_for
+from tests.support.net import Lines, no_zenoh_files
 
 __all__ = ["no_zenoh_files"]  # the autouse fixture, imported to run here too
 
 STOP_DEADLINE_S = 2.0  # the issue's promise
 GONE_DEADLINE_S = 5.0  # a killed command's helpers (manager, resource tracker) follow it out
-ROUNDS = 7  # per signal: 21 stops of each command, alternating how it was started
-KILL_ROUNDS = 3
-LOAD = "load"  # the stream every command works on, written as fast as it goes
+ROUNDS = 6  # per signal, started together: with KILL_ROUNDS, 20 stops of each command
+KILL_ROUNDS = 2
+LOAD = "load"  # the stream every command works on
 SIZE = "320x240"
 LOAD_FPS = "1000"  # a third of a core here: busy, yet leaves the machine to the commands
 
@@ -45,44 +47,61 @@ def _as_from_a_script() -> None:
 
 @dataclass(frozen=True)
 class Command:
-    """How to run one long-running command, what it needs running, and when it is running."""
+    """How to run one long-running command, and when it is running."""
 
     args: Callable[[int, Path], list[str]]  # round, a scratch folder -> its arguments
     ready: str | None  # a line it prints once running; None: once it maps the load stream
-    peer: list[str] | None = None  # the other end (share for bridge, bridge for share)
-    peer_ready: str = ""
+    peer: str | None = None  # the other end it works with: "bridge" or "share" (see Load)
 
 
 COMMANDS = {
     "produce": Command(
-        lambda k, _: ["produce", "synthetic", "--name", f"p{k}", "--size", SIZE, "--fps", "0"], ready="stream p"
+        lambda k, _: ["produce", "synthetic", "--name", f"p{k}", "--size", SIZE, "--fps", LOAD_FPS], ready="stream p"
     ),
-    "view": Command(lambda k, _: ["view", LOAD, "--interval-ms", "20"], ready=None),
-    "view-text": Command(lambda k, _: ["view", LOAD, "--headless", "--interval-ms", "20"], ready=None),
+    # the window and the text viewer in turn
+    "view": Command(lambda k, _: ["view", LOAD, "--interval-ms", "20", *(["--headless"] * (k // 2 % 2))], ready=None),
     "record": Command(lambda k, tmp: ["record", LOAD, "--out", str(tmp / f"r{k}.mcap")], ready=None),
     "share": Command(
-        lambda k, _: ["share", LOAD, "--connect", "local", "--host-id", f"robot{k}"],
+        lambda k, tmp: ["share", LOAD, "--connect", f"unixsock-stream/{tmp}/bridge.sock", "--host-id", f"robot{k}"],
         ready="sharing load",
-        peer=["bridge", "--listen", "local"],
-        peer_ready="bridge:",
+        peer="bridge",
     ),
     "bridge": Command(
-        lambda k, _: ["bridge", "--connect", "local", "--prefix", f"b{k}."],
-        ready="mirroring",
-        peer=["share", LOAD, "--listen", "local", "--host-id", "robot"],
-        peer_ready="share:",
+        lambda k, _: ["bridge", "--connect", "local", "--prefix", f"b{k}."], ready="mirroring", peer="share"
     ),
 }
 
 
-@contextmanager
-def loaded(command: Command) -> Iterator[str]:
-    """The load stream at full speed (and the command's peer); yields its block's name."""
+class Load:
+    """The stream every command works on, and the peers share and bridge need, started once
+    for the module in a registry of its own (the per-test registries stay empty)."""
+
+    def __init__(self, stack: ExitStack, folder: Path) -> None:
+        self.stack, self.folder = stack, folder
+        self.env = {**os.environ, "SHMVIEW_REGISTRY": str(folder / "registry")}
+        (folder / "registry").mkdir(mode=0o700)
+        self.producer = self.start(["produce", "synthetic", "--name", LOAD, "--size", SIZE, "--fps", LOAD_FPS])
+        line = self.producer.lines.wait(f"stream {LOAD} ready")
+        self.block = line.split("block ", 1)[1].split(",", 1)[0]
+        # share's runs connect to the bridge, bridge's runs to the share; started before any
+        # test, so that no test takes them for its own leftovers
+        bridge = self.start(["bridge", "--listen", f"unixsock-stream/{folder}/bridge.sock"])
+        share = self.start(["share", LOAD, "--listen", "local", "--host-id", "robot"])
+        bridge.lines.wait("bridge:")
+        share.lines.wait("sharing load")
+
+    def start(self, args: list[str], from_script: bool = False) -> Run:
+        run = Run(args, self.env, from_script)
+        self.stack.callback(run.end)
+        return run
+
+
+@pytest.fixture(scope="module")
+def load() -> Iterator[Load]:
     with ExitStack() as stack:
-        _, block = stack.enter_context(producer(LOAD, "--size", SIZE, "--fps", LOAD_FPS))
-        if command.peer:
-            stack.enter_context(running(command.peer, command.peer_ready))
-        yield block
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shmview-stops-")))
+        folder.chmod(0o700)
+        yield Load(stack, folder)
 
 
 def _maps(pid: int, block: str) -> bool:
@@ -95,29 +114,29 @@ def _maps(pid: int, block: str) -> bool:
 class Run:
     """One run of a command: started, seen running, its descendants known."""
 
-    def __init__(self, command: Command, args: list[str], from_script: bool, block: str) -> None:
-        self.command, self.block = command, block
+    def __init__(self, args: list[str], env: dict[str, str], from_script: bool) -> None:
         self.proc = subprocess.Popen(
             [*CLI, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
             preexec_fn=_as_from_a_script if from_script else None,
         )
         self.lines = Lines(self.proc)
         self.descendants: list[psutil.Process] = []
 
-    def wait_running(self) -> None:
-        if self.command.ready is not None:
-            self.lines.wait(self.command.ready)
+    def wait_running(self, ready: str | None, block: str) -> None:
+        if ready is not None:
+            self.lines.wait(ready)
         else:
-            wait_for(self._mapping, what=f"{self.proc.args} reading {LOAD}")
+            wait_for(lambda: self._mapping(block), what=f"{self.proc.args} reading {LOAD}")
         self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
 
-    def _mapping(self) -> bool:
+    def _mapping(self, block: str) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.proc.args} exited {self.proc.returncode}: {self.proc.stderr.read()}")
-        return _maps(self.proc.pid, self.block)
+        return _maps(self.proc.pid, block)
 
     def stop(self, sig: int) -> tuple[int, str]:
         """Send ``sig``; the exit code and stderr, once it ended within the deadline."""
@@ -133,9 +152,15 @@ class Run:
         return self.proc.returncode, self.end()
 
     def end(self) -> str:
-        """Kill it if it still runs, reap it; what it printed on stderr."""
+        """SIGTERM if it still runs (then SIGKILL), reap it; what it printed on stderr."""
+        if self.proc.stderr.closed:
+            return ""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait()
         self.lines._thread.join(5)
         self.proc.stdout.close()
@@ -151,7 +176,7 @@ class Run:
 
         try:
             wait_for(lambda: not left(), timeout=GONE_DEADLINE_S, what="its helper processes to end")
-        except AssertionError:
+        except (AssertionError, psutil.Error):
             return left()
         return []
 
@@ -174,34 +199,33 @@ def _running(p: psutil.Process) -> bool:
 
 
 def _shm() -> set[str]:
-    return set(p.name for p in Path("/dev/shm").iterdir())
+    return {p.name for p in Path("/dev/shm").iterdir()}
 
 
 @contextmanager
-def _runs(name: str, rounds: int, tmp_path: Path) -> Iterator[list[Run]]:
-    """``rounds`` runs of command ``name`` under load, started together (each is load for
-    the others), alternately as from a terminal and as from a script; yields them once all
-    are running, and ends whatever the test left running."""
+def _runs(load: Load, name: str, rounds: int, tmp_path: Path) -> Iterator[list[Run]]:
+    """``rounds`` runs of command ``name``, started together (each is load for the others),
+    alternately as from a terminal and as from a script; yields them once all are running,
+    and ends whatever the test left running."""
     command = COMMANDS[name]
-    with loaded(command) as block:
-        runs: list[Run] = []
-        try:
-            for k in range(rounds):
-                runs.append(Run(command, command.args(k, tmp_path), from_script=k % 2 == 1, block=block))
-            for run in runs:
-                run.wait_running()
-            yield runs
-        finally:
-            for run in runs:
-                if not run.proc.stderr.closed:
-                    run.end()
+    folder = load.folder if command.peer == "bridge" else tmp_path
+    runs: list[Run] = []
+    try:
+        for k in range(rounds):
+            runs.append(Run(command.args(k, folder), load.env, from_script=k % 2 == 1))
+        for run in runs:
+            run.wait_running(command.ready, load.block)
+        yield runs
+    finally:
+        for run in runs:
+            run.end()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_stops_within_2_s_of_a_stop_signal_however_started(name, sig, tmp_path):
+def test_stops_within_2_s_of_a_stop_signal_however_started(load, name, sig, tmp_path):
     before = _shm()
-    with _runs(name, ROUNDS, tmp_path) as runs:
+    with _runs(load, name, ROUNDS, tmp_path) as runs:
         for k, run in enumerate(runs):
             code, err = run.stop(sig)
             how = "from a script" if k % 2 else "from a terminal"
@@ -212,15 +236,17 @@ def test_stops_within_2_s_of_a_stop_signal_however_started(name, sig, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_after_kill_9_nothing_of_it_stays(name, tmp_path):
+def test_after_kill_9_nothing_of_it_stays(load, name, tmp_path):
     before = _shm()
-    with _runs(name, KILL_ROUNDS, tmp_path) as runs:
+    with _runs(load, name, KILL_ROUNDS, tmp_path) as runs:
         for run in runs:
-            run.end()
+            run.proc.kill()
         for k, run in enumerate(runs):
+            run.end()
             assert not (left := run.helpers_left()), f"round {k}: still running after kill -9: {left}"
-        assert cli("list").returncode == 0  # the next shmview command
-        assert _shm() <= before | {runs[0].block}, f"left in /dev/shm: {_shm() - before - {runs[0].block}}"
+    next_command = subprocess.run([*CLI, "list"], env=load.env, capture_output=True, text=True, timeout=60)
+    assert next_command.returncode == 0, next_command.stderr
+    assert _shm() <= before, f"left in /dev/shm: {_shm() - before}"
 
 
 def test_a_fork_while_another_thread_releases_a_name_leaves_the_child_its_descriptors():
