@@ -11,7 +11,10 @@ test_net_security.py has who may connect (sockets, mutual TLS, hostile peers).
 from __future__ import annotations
 
 import itertools
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +129,22 @@ def test_max_fps_sends_only_some_frames():
     assert all(b - a > 1 for a, b in itertools.pairwise(indices)), indices
 
 
+def test_sharing_goes_on_when_the_writer_laps_the_ring_during_an_encode():
+    """An unpaced producer rewrites its 3-slot ring many times while PNG encodes one frame:
+    the share copies the frame out and encodes the copy, and never stops sharing."""
+    reference = SyntheticSource("gradient", 640, 480, 3)
+    with (
+        producer("fast", "--size", "640x480", "--fps", "0", pattern="gradient"),
+        share("fast", extra=("--codec", "png")),
+        bridge(),
+        open_mirror("robot.fast") as mirror,
+    ):
+        frames = [f for _, f in zip(range(5), mirror.frames(timeout=10), strict=False)]
+    assert len(frames) == 5
+    for f in frames:
+        assert np.array_equal(f.image, reference._gradient(origin_index(f))), "a torn frame was sent"
+
+
 def test_two_bridges_on_one_share_that_shares_every_stream_even_later_ones_over_insecure_tcp():
     tcp = loopback_tcp(free_port())
     with (
@@ -185,6 +204,35 @@ def test_no_endpoint_is_a_usage_error(command):
 def test_bad_endpoint_and_host_id_are_usage_errors():
     assert cli("share", "--listen", "127.0.0.1:7447").returncode == 2
     assert cli("share", "--listen", "local", "--host-id", "...").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "says"),
+    [
+        ("tcp/127.0.0.1:99999", "a port from 0 to 65535"),
+        ("tcp/127.0.0.1:abc", "a port from 0 to 65535"),
+        ("tcp/127.0.0.1", "HOST:PORT"),
+        ("foo/bar", "unknown protocol 'foo'"),
+    ],
+)
+def test_an_endpoint_zenoh_would_refuse_is_a_usage_error_in_words(endpoint, says):
+    """Said before any session opens (exit 2), in one line, never with Zenoh's Rust source
+    path (`invalid port value at /root/.cargo/git/...rs:62.`, exit 1 before)."""
+    for command in (["share", "--listen"], ["bridge", "--connect"], ["list", "--remote", "--connect"]):
+        result = cli(*command, endpoint, "--insecure")
+        assert result.returncode == 2, (command, result.stderr)
+        assert says in result.stderr and ".rs:" not in result.stderr and ".cargo" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_zenoh_errors_lose_their_rust_source_paths():
+    from viewer.net.config import zenoh_message
+
+    raw = (
+        "invalid port value at /root/.cargo/git/checkouts/zenoh-9c599d5ef3e0480e/cc83980/io/"
+        "zenoh-link-commons/src/lib.rs:62."
+    )
+    assert zenoh_message(Exception(raw)) == "invalid port value"
 
 
 # -- the pieces ---------------------------------------------------------------------------
@@ -262,3 +310,57 @@ def test_a_clean_stop_leaves_nothing():
         b.wait("mirroring")
         sharer.wait("sharing")
     assert not list(Path("/dev/shm").glob("*.zenoh"))
+
+
+_MANY_SAYERS = """
+import threading
+from viewer.net.cli import _say
+
+def talk(k):
+    for i in range(2000):
+        _say(f"thread {k} line {i}")
+
+threads = [threading.Thread(target=talk, args=(k,)) for k in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_lines_from_many_mirror_and_share_threads_never_run_together():
+    """share and bridge report from one thread per stream: each line arrives whole (print()
+    wrote a line and its newline separately, so two lines ran together, then an empty one)."""
+    result = subprocess.run([sys.executable, "-c", _MANY_SAYERS], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 16000 and all(re.fullmatch(r"thread \d line \d+", line) for line in lines), [
+        line for line in lines if not re.fullmatch(r"thread \d line \d+", line)
+    ][:5]
+
+
+# -- waits that say what they wait for (issue 21 item 3) ----------------------------------
+
+
+def test_share_of_a_stream_not_there_says_so_and_names_the_live_ones():
+    with producer("cam0", "--size", SIZE), share("nope") as sharer:
+        sharer.wait("share: waiting for stream 'nope' to start")
+        line = sharer.wait("share: still no stream 'nope'")
+    assert "live here: cam0" in line
+
+
+def test_share_of_every_stream_with_none_live_says_so():
+    with share() as sharer:
+        sharer.wait("share: no live streams here yet")
+
+
+def test_bridge_that_reaches_nobody_says_so():
+    with bridge() as b:
+        line = b.wait("bridge: no Zenoh peer or router reached")
+    assert "at local" in line
+
+
+def test_bridge_whose_peer_shares_nothing_it_mirrors_says_so_and_then_mirrors():
+    with share(), bridge("shmview/robot/*") as b:
+        b.wait("bridge: a peer is reached, but no stream shared there matches shmview/robot/*")
+        with producer("cam0", "--size", SIZE):
+            b.wait("mirroring shmview/robot/cam0")

@@ -100,6 +100,15 @@ class SignalStop:
             os.close(stop._write)
 
 
+def interruptible() -> None:
+    """Let SIGINT stop this process from now on, even if it was inherited ignored (a `cmd &`
+    from a script): Python's KeyboardInterrupt until a command installs SignalStop. main()
+    calls it first, so a SIGINT that lands while a command is still starting (importing,
+    opening its session) is not lost; nothing can catch one sent before Python runs this."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def stop_reason(stop: Stop) -> str:
     """How a stopped line says why a set flag stopped it: 'signal SIGTERM', or 'asked to stop'."""
     if isinstance(stop, SignalStop) and stop.signal is not None:

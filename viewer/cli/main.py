@@ -24,6 +24,7 @@ from viewer.cli import demo, listing, produce, view
 from viewer.errors import FormatError, InvalidNameError, ShmviewError, SourceNotFoundError, StreamNotFoundError
 from viewer.net import cli as net
 from viewer.recording import cli as recording
+from viewer.signals import interruptible
 
 __all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -102,6 +103,7 @@ def _error(exc: BaseException, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interruptible()  # a SIGINT while the command starts stops it, also after `cmd &` (issue 21)
     logging.basicConfig(level=logging.WARNING, format="shmview: %(message)s")
     try:
         args = build_parser().parse_args(argv)

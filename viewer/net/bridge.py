@@ -136,8 +136,16 @@ class Mirror:
 
     def stop(self, why: str) -> None:
         """End the subscription: the thread finishes its frame, closes the stream, ends."""
+        self.end(why)
+        self._thread.join()
+
+    def end(self, why: str) -> None:
+        """stop() without waiting: the thread closes the stream (its manager's shutdown
+        included) on its own, so a bridge ends all its mirrors at once, not one by one."""
         self._why = why
         self._subscriber.undeclare()
+
+    def join(self) -> None:
         self._thread.join()
 
     def _run(self, frames: Any) -> None:
@@ -303,10 +311,21 @@ class Bridge:
             del self._waiting[key]
             self._start(key)
 
+    def idle(self) -> str | None:
+        """What a bridge that mirrors nothing says it waits for (None while it mirrors)."""
+        if self.mirrors or self._waiting:
+            return None
+        return (
+            f"a peer is reached, but no stream shared there matches {self.pattern} yet "
+            "(shmview list --remote shows what is); waiting"
+        )
+
     def close(self) -> None:
         self._tokens.undeclare()
         self._thread.join()
         for mirror in self.mirrors.values():
-            mirror.stop("bridge stopped")
+            mirror.end("bridge stopped")
+        for mirror in self.mirrors.values():
+            mirror.join()
         self.mirrors.clear()
         self.refusals.flush()

@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +203,16 @@ def _vet(args: argparse.Namespace, command: str) -> None:
         )
 
 
+_saying = threading.Lock()
+
+
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """One whole line on stdout. Mirrors and shares report from threads of their own, and
+    print() writes a line and its newline separately: two threads would run two lines
+    together and leave an empty one."""
+    with _saying:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
 
 
 def _keep_big_buffers() -> None:
@@ -272,7 +281,7 @@ def run_share(args: argparse.Namespace) -> None:
             )
             what = ", ".join(args.names) or "every live stream"
             _say(f"share: {what} as {KEY_ROOT}/{args.host_id}/<name>, codec {args.codec}")
-            sharer.run(stop)
+            sharer.run(stop, tick=_notice(session, "share", args).check)
         finally:
             session.close()
 
@@ -284,15 +293,25 @@ def run_bridge(args: argparse.Namespace) -> None:
     with SignalStop.installed() as stop:  # then the streams it made are closed: none left behind
         session = open_session(limited(options(args), args))
         try:
+            _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")  # before any mirror's line
             bridge = Bridge(session, args.pattern, args.prefix, report=_say, limits=bridge_limits(args))
             try:
-                _say(f"bridge: mirroring {args.pattern} as {args.prefix}<host-id>.<name>")
-                while not stop.wait(3600):
-                    pass
+                notice = _notice(session, "bridge", args, idle=bridge.idle)
+                while not stop.wait(NOTICE_EVERY_S):
+                    notice.check()
             finally:
                 bridge.close()
         finally:
             session.close()
+
+
+NOTICE_EVERY_S = 0.5  # how often a bridge looks at whether it waits for something
+
+
+def _notice(session: Any, command: str, args: argparse.Namespace, **kwargs: Any) -> Any:
+    from viewer.net.presence import PeerNotice
+
+    return PeerNotice(session, command, _say, listen=args.listen or (), connect=args.connect or (), **kwargs)
 
 
 def list_remote(args: argparse.Namespace) -> None:

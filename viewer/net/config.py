@@ -24,7 +24,10 @@ from viewer.net import secure, tls
 
 KEY_ROOT = "shmview"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_ENDPOINT = re.compile(r"[a-z0-9-]+/\S+")
+_ENDPOINT = re.compile(r"([a-z0-9-]+)/(\S+)")
+_WITH_PORT = ("tcp", "udp", "tls", "quic", "ws")  # PROTOCOL/HOST:PORT
+PROTOCOLS = (*_WITH_PORT, "unixsock-stream", "unixpipe", "vsock", "serial")
+_RUST_SOURCE = re.compile(r"\s+at\s+\S+\.rs:\d+\.?")  # where in Zenoh's source an error was made
 HOST_ID_MAX = 32
 
 
@@ -76,13 +79,33 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 def check_endpoint(text: str) -> str:
-    """A Zenoh endpoint such as ``tls/192.168.1.10:7447``, or ``local``; ValueError otherwise."""
-    if text != secure.LOCAL and not _ENDPOINT.fullmatch(text):
+    """A Zenoh endpoint such as ``tls/192.168.1.10:7447``, or ``local``; ValueError otherwise
+    (what Zenoh itself would refuse only once the session opens: a usage error, said now)."""
+    if text == secure.LOCAL:
+        return text
+    match = _ENDPOINT.fullmatch(text)
+    if not match:
         raise ValueError(
             f"{text!r} is not an endpoint: use local, unixsock-stream/PATH, tls/HOST:PORT (or tcp/HOST:PORT "
             "with --insecure); options after ? or # are refused"
         )
+    protocol, address = match.groups()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{text!r}: unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol in _WITH_PORT:
+        _check_port(text, re.split(r"[?#]", address, maxsplit=1)[0])
     return text
+
+
+def _check_port(text: str, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: give HOST:PORT with a port from 0 to 65535, e.g. tls/192.168.1.10:7447")
+
+
+def zenoh_message(exc: BaseException) -> str:
+    """A Zenoh error in words, without the Rust source path it carries."""
+    return _RUST_SOURCE.sub("", str(exc)).strip() or type(exc).__name__
 
 
 def zenoh_module() -> Any:
@@ -101,7 +124,7 @@ def zenoh_config(opts: NetOptions) -> Any:
     try:
         conf = zenoh.Config.from_file(str(opts.config_file)) if opts.config_file else zenoh.Config()
     except (zenoh.ZError, OSError, ValueError) as exc:
-        raise NetError(f"cannot read Zenoh config {opts.config_file}: {exc}") from None
+        raise NetError(f"cannot read Zenoh config {opts.config_file}: {zenoh_message(exc)}") from None
     untouched = zenoh.Config()
     _set_if_unset(conf, untouched, "mode", opts.mode)
     _endpoints(conf, untouched, "listen/endpoints", [secure.expand(e) for e in opts.listen])
@@ -141,7 +164,7 @@ def _put(conf: Any, key: str, value: Any) -> None:
     try:
         conf.insert_json5(key, json.dumps(value))
     except zenoh.ZError as exc:
-        raise NetError(f"Zenoh config {key} = {value!r}: {exc}") from None
+        raise NetError(f"Zenoh config {key} = {value!r}: {zenoh_message(exc)}") from None
 
 
 def get(conf: Any, key: str) -> Any:
@@ -173,4 +196,4 @@ def open_session(opts: NetOptions) -> Any:
                 "another process already listens on that socket (connect to it instead, or give "
                 "this one a socket path of its own)"
             ) from None
-        raise NetError(f"cannot open a Zenoh session: {exc}") from None
+        raise NetError(f"cannot open a Zenoh session: {zenoh_message(exc)}") from None

@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
-from viewer.errors import ShmviewError, StreamNotFoundError
+from viewer.errors import BusyError, ShmviewError, StreamNotFoundError
 from viewer.net.codec import codec_for, encode_frame
 from viewer.net.config import stream_key
+from viewer.net.presence import NOTICE_AFTER_S
 from viewer.signals import Stop
 from viewer.stream.frames import GONE
 from viewer.stream.reader import FrameReader
@@ -32,6 +33,16 @@ LIVENESS_EVERY_S = 0.1  # how often a stream's producer is checked (token declar
 QUERIES_EVERY_S = 0.1  # longest sleep waiting for a frame: queries and the stop flag wait this long
 
 Report = Callable[[str], None]
+
+
+def live_names() -> list[str]:
+    from viewer.stream.registry import live_records
+
+    try:
+        return [rec.name for rec in live_records()]
+    except (ShmviewError, OSError) as exc:
+        log.warning("cannot list local streams: %s", exc)
+        return []
 
 
 class StreamShare:
@@ -56,6 +67,8 @@ class StreamShare:
         self.sent, self.fps, self.codec = 0, 0.0, codec
         self.shape: tuple[int, ...] | None = None
         self._rate, self._token, self._queryable = RateMeter(), None, None
+        self._missing_since: float | None = None  # the named stream not there: since when
+        self._missing_said = 0  # 0 nothing said yet, 1 waiting said, 2 what is there said
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"share-{name}", daemon=True)
 
@@ -87,10 +100,30 @@ class StreamShare:
 
     def _open(self) -> FrameReader | None:
         try:
-            return FrameReader(self.name, follow=True)
+            reader = FrameReader(self.name, follow=True)
         except StreamNotFoundError:
+            self._missing()
             self._stop.wait(DISCOVER_EVERY_S)
             return None
+        self._missing_since, self._missing_said = None, 0
+        return reader
+
+    def _missing(self) -> None:
+        """Say at once that the stream is awaited, and within NOTICE_AFTER_S what is live
+        instead (a typo would otherwise wait in silence forever)."""
+        if not self.explicit:
+            return
+        now = time.monotonic()
+        if self._missing_since is None:
+            self._missing_since = now
+        if self._missing_said == 0:
+            self.report(f"share: waiting for stream {self.name!r} to start")
+            self._missing_said = 1
+        elif self._missing_said == 1 and now - self._missing_since >= NOTICE_AFTER_S:
+            live = [name for name in live_names() if name != self.name]
+            there = f"live here: {', '.join(live)}" if live else "no live streams here"
+            self.report(f"share: still no stream {self.name!r} after {NOTICE_AFTER_S:g} s ({there}); waiting")
+            self._missing_said = 2
 
     def _serve(self, reader: FrameReader) -> None:
         """Send each new frame (or the newest, when frames come faster than we can)."""
@@ -128,13 +161,26 @@ class StreamShare:
         if (codec, info.shape) != (self.codec, self.shape):
             self.codec, self.shape = codec, info.shape
             self.report(f"sharing {self.name} as {self.key} ({codec}, {info.pixel_format} {info.dtype})")
-        message = reader.apply(lambda f: encode_frame(f, codec, self.quality, info.pixel_format))
+        try:
+            message = reader.apply(lambda f: encode_frame(f, codec, self.quality, info.pixel_format))
+        except BusyError:  # the writer lapped the ring during a slow encode: encode a copy
+            message = self._from_copy(reader, codec, info.pixel_format)
         if message is None:
             return
         payload, header = message
         self._publisher.put(payload, attachment=header)
         self.sent += 1
         self.fps = self._rate.add(time.monotonic(), self.sent) or 0.0
+
+    def _from_copy(self, reader: FrameReader, codec: str, pixel_format: str) -> tuple[bytes, bytes] | None:
+        """The newest frame copied out (microseconds, where an encode can take longer than
+        an unpaced writer needs to lap the ring), then encoded; None if even that tore."""
+        try:
+            frame = reader.read()
+        except BusyError:
+            log.debug("%s: no consistent frame to send this time", self.name)
+            return None
+        return None if frame is None else encode_frame(frame, codec, self.quality, pixel_format)
 
     def _set_live(self, live: bool) -> None:
         if live and self._token is None:
@@ -183,25 +229,22 @@ class Sharer:
         self.report = report
         self.shares: dict[str, StreamShare] = {}
 
-    def run(self, stop: Stop) -> None:
-        """Until ``stop`` is set: share what is there, look again every half second."""
+    def run(self, stop: Stop, tick: Callable[[], None] = lambda: None) -> None:
+        """Until ``stop`` is set: share what is there, look again every half second (and
+        call ``tick``, which says what the share waits for)."""
+        started, said = time.monotonic(), False
         try:
             while not stop.is_set():
-                for name in self.names or self._live_names():
+                for name in self.names or live_names():
                     if name not in self.shares:
                         self._add(name)
+                if not (self.shares or said) and time.monotonic() - started >= NOTICE_AFTER_S:
+                    self.report("share: no live streams here yet; each is shared as soon as it starts")
+                    said = True
+                tick()
                 stop.wait(DISCOVER_EVERY_S)
         finally:
             self.close()
-
-    def _live_names(self) -> list[str]:
-        from viewer.stream.registry import live_records
-
-        try:
-            return [rec.name for rec in live_records()]
-        except (ShmviewError, OSError) as exc:
-            log.warning("cannot list local streams: %s", exc)
-            return []
 
     def _add(self, name: str) -> None:
         options = self.options  # codec, quality, max_fps: typed where they are given

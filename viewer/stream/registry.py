@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -157,6 +158,11 @@ def _try_lock(path: Path, *, create: bool) -> int | None:
 
 
 _claims: weakref.WeakSet[Claim] = weakref.WeakSet()
+# Held while a claim's descriptor changes, and across fork(): a thread forking (a bridge's
+# mirror starting its SharedMemoryManager) while another closes a claim would otherwise
+# give the child a claim whose descriptor is already closed, or reused by the child's own
+# pipe to its parent, which _forget_claims_in_child would then close.
+_fork_guard = threading.RLock()  # re-entrant: close() may run in a signal handler
 
 
 class Claim:
@@ -176,8 +182,9 @@ class Claim:
                 pid = f" by pid {owner.pid}" if owner else ""
                 raise StreamExistsError(f"stream {name!r} is already being produced{pid}", name=name)
             time.sleep(0.01)
-        self.fd: int | None = fd
-        _claims.add(self)
+        with _fork_guard:
+            self.fd: int | None = fd
+            _claims.add(self)
         old = _record_in(fd)
         if old is not None:  # a dead producer's record: its block may still be there
             _reap_block(old)
@@ -191,12 +198,13 @@ class Claim:
 
     def release(self) -> None:
         """Remove the record and drop the lock. Safe to call twice."""
-        if self.fd is None:
-            return
-        if _same_file(self.fd, self.path):
-            self.path.unlink(missing_ok=True)
-        os.close(self.fd)
-        self.fd = None
+        with _fork_guard:
+            if self.fd is None:
+                return
+            if _same_file(self.fd, self.path):
+                self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
 
     def _forget(self) -> None:
         if self.fd is not None:
@@ -207,9 +215,12 @@ class Claim:
 def _forget_claims_in_child() -> None:
     for claim in list(_claims):
         claim._forget()
+    _fork_guard.release()
 
 
-os.register_at_fork(after_in_child=_forget_claims_in_child)
+os.register_at_fork(
+    before=_fork_guard.acquire, after_in_parent=_fork_guard.release, after_in_child=_forget_claims_in_child
+)
 
 
 def read_record(name: str) -> StreamRecord | None:
